@@ -1,0 +1,72 @@
+//! Saturn's backends behind one small trait, looked up by name.
+//!
+//! A backend turns a verified graph into something that runs
+//! ([`Backend::prepare`]); the result runs on input tensors
+//! ([`Executable::run`]). `interp` (the reference interpreter) is always
+//! available; code generators register here behind their cargo features.
+
+pub mod interp;
+
+use saturn_ir::{Graph, Tensor};
+
+/// Why a backend could not prepare or run a model.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    #[error("unknown backend `{0}` (available: {1})")]
+    Unknown(String, String),
+    #[error("backend `{0}` was not built into this saturn (enable cargo feature `{1}`)")]
+    Disabled(String, &'static str),
+    #[error("{0}")]
+    Run(String),
+}
+
+/// A target Saturn can run models on.
+pub trait Backend: Sync {
+    fn name(&self) -> &'static str;
+    /// One line for `--help` and `saturn backends`.
+    fn description(&self) -> &'static str;
+    /// Prepares a graph for execution (compiles it, for code generators).
+    fn prepare(&self, graph: &Graph) -> Result<Box<dyn Executable>, BackendError>;
+}
+
+/// A prepared model.
+pub trait Executable {
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError>;
+}
+
+static BACKENDS: &[&dyn Backend] = &[&interp::Interp];
+
+/// Backends that are known but need a cargo feature, with that feature.
+static DISABLED: &[(&str, &str)] = &[];
+
+/// All backends built into this binary.
+pub fn available() -> &'static [&'static dyn Backend] {
+    BACKENDS
+}
+
+/// The backend called `name`.
+pub fn lookup(name: &str) -> Result<&'static dyn Backend, BackendError> {
+    if let Some(b) = BACKENDS.iter().find(|b| b.name() == name) {
+        return Ok(*b);
+    }
+    if let Some((n, feature)) = DISABLED.iter().find(|(n, _)| *n == name) {
+        return Err(BackendError::Disabled(n.to_string(), feature));
+    }
+    let names: Vec<&str> = BACKENDS.iter().map(|b| b.name()).collect();
+    Err(BackendError::Unknown(name.to_string(), names.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_by_name() {
+        assert_eq!(lookup("interp").unwrap().name(), "interp");
+        let e = lookup("tpu").err().unwrap().to_string();
+        assert!(
+            e.contains("unknown backend `tpu`") && e.contains("interp"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! The `saturn` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use saturn::model;
+use saturn::onnx::tensor;
+use saturn_ir::text::{PrintOptions, print_with};
+
+#[derive(Parser)]
+#[command(
+    name = "saturn",
+    version,
+    about = "Saturn: a tensor compiler for ONNX models",
+    long_about = "Saturn: a tensor compiler for ONNX models.\n\n\
+        Saturn imports an ONNX model into its typed Graph IR, and runs it with a backend \
+        (today the reference interpreter, `interp`). Every step reads and writes text: \
+        `saturn ir` shows the Graph IR of a model, and a `.tir` file can be run like a model.",
+    after_help = "Examples:\n  \
+        saturn ir examples/mlp/model.onnx\n  \
+        saturn run examples/mlp/model.onnx --inputs examples/mlp/inputs --outputs /tmp/out\n  \
+        saturn run model.tir --inputs in/ --outputs out/ --backend interp\n\n\
+        Run `saturn help <command>` for the options of a command."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a model on inputs read from a folder and write its outputs.
+    ///
+    /// Inputs are ONNX TensorProto files named input_0.pb, input_1.pb, … in the
+    /// order of the model's inputs (initializers excluded); outputs are
+    /// written as output_0.pb, output_1.pb, … in the order of its outputs.
+    Run {
+        /// The model: an ONNX file (.onnx) or Graph IR text (.tir).
+        model: PathBuf,
+        /// Folder holding input_0.pb, input_1.pb, …
+        #[arg(long, value_name = "DIR")]
+        inputs: PathBuf,
+        /// Folder to write output_0.pb, output_1.pb, … into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        outputs: PathBuf,
+        /// Backend to run with (`saturn backends` lists them).
+        #[arg(long, default_value = "interp")]
+        backend: String,
+    },
+    /// Print a model's Graph IR in the .tir text format.
+    Ir {
+        /// The model: an ONNX file (.onnx) or Graph IR text (.tir).
+        model: PathBuf,
+        /// Abbreviate constants with more than N elements (the output then
+        /// cannot be parsed back).
+        #[arg(long, value_name = "N")]
+        elide: Option<usize>,
+    },
+    /// List the ONNX ops (domain and type) Saturn imports.
+    Ops,
+    /// List the backends built into this saturn.
+    Backends,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Run {
+            model,
+            inputs,
+            outputs,
+            backend,
+        } => run_model(&model, &inputs, &outputs, &backend),
+        Command::Ir { model, elide } => {
+            let g = model::load(&model)?;
+            let opts = PrintOptions {
+                elide_consts_over: elide,
+            };
+            print!("{}", print_with(&g, &opts));
+            Ok(())
+        }
+        Command::Ops => {
+            for (domain, op) in saturn::onnx::ops::supported() {
+                println!("{domain} {op}");
+            }
+            Ok(())
+        }
+        Command::Backends => {
+            for b in saturn_backends::available() {
+                println!("{:8} {}", b.name(), b.description());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run_model(model: &Path, inputs: &Path, outputs: &Path, backend: &str) -> Result<()> {
+    let backend = saturn_backends::lookup(backend)?;
+    let g = model::load(model)?;
+    let mut tensors = Vec::with_capacity(g.inputs().len());
+    for (i, &v) in g.inputs().iter().enumerate() {
+        let path = inputs.join(format!("input_{i}.pb"));
+        if !path.exists() {
+            return Err(format!(
+                "the model takes {} inputs but {} does not exist (input `{}`: {})",
+                g.inputs().len(),
+                path.display(),
+                g.name(v),
+                g.ty(v)
+            )
+            .into());
+        }
+        tensors.push(tensor::read_file(&path)?);
+    }
+    let exe = backend.prepare(&g)?;
+    let results = exe.run(tensors)?;
+    std::fs::create_dir_all(outputs).map_err(|e| format!("{}: {e}", outputs.display()))?;
+    for (i, (t, &v)) in results.iter().zip(g.outputs()).enumerate() {
+        tensor::write_file(&outputs.join(format!("output_{i}.pb")), t, g.name(v))?;
+    }
+    Ok(())
+}

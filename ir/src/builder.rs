@@ -1,0 +1,300 @@
+//! Building graphs with type inference.
+//!
+//! [`GraphBuilder`] adds nodes in topological order and types each output
+//! by the op's inference. It also tracks the values it can compute at build
+//! time (constants, and small results of ops whose inputs are all known,
+//! such as shape arithmetic) so that inference of `reshape`, `slice`,
+//! `constant_of_shape` … sees the shapes they compute. The graph itself is
+//! not changed by this: folding for real is a pass.
+
+use std::sync::Arc;
+
+use crate::graph::{Graph, GraphError, NodeId, Value};
+use crate::interp;
+use crate::ops::{InferCx, Op, OpError};
+use crate::shape::{Dim, Shape, TensorType};
+use crate::tensor::Tensor;
+
+/// Largest result (in elements) the builder computes to learn a value.
+const KNOWN_LIMIT: u64 = 1 << 16;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error("node `{node}` ({op}): {err}")]
+    Op {
+        node: String,
+        op: &'static str,
+        err: OpError,
+    },
+    #[error("node `{node}` ({op}): takes {expected} {what}, has {got}")]
+    Arity {
+        node: String,
+        op: &'static str,
+        what: &'static str,
+        expected: String,
+        got: usize,
+    },
+    #[error(
+        "node `{node}` ({op}): output `{value}` is declared {declared} but inferred {inferred}"
+    )]
+    TypeConflict {
+        node: String,
+        op: &'static str,
+        value: String,
+        declared: TensorType,
+        inferred: TensorType,
+    },
+}
+
+/// Builds a [`Graph`], inferring the type of every node output.
+pub struct GraphBuilder {
+    graph: Graph,
+    known: Vec<Option<Arc<Tensor>>>,
+}
+
+fn arity_text(r: &std::ops::RangeInclusive<usize>) -> String {
+    match (*r.start(), *r.end()) {
+        (a, b) if a == b => format!("{a}"),
+        (a, usize::MAX) => format!("at least {a}"),
+        (a, b) => format!("{a} to {b}"),
+    }
+}
+
+/// Combines an inferred type with one declared by the producer of the
+/// model, keeping what each knows. `None` if they contradict each other.
+pub fn merge_types(inferred: &TensorType, declared: &TensorType) -> Option<TensorType> {
+    if inferred.dtype != declared.dtype {
+        return None;
+    }
+    let shape = match (&inferred.shape, &declared.shape) {
+        (Shape::UnknownRank, s) | (s, Shape::UnknownRank) => s.clone(),
+        (Shape::Ranked(a), Shape::Ranked(b)) => {
+            if a.len() != b.len() {
+                return None;
+            }
+            let mut dims = Vec::with_capacity(a.len());
+            for (x, y) in a.iter().zip(b) {
+                dims.push(match (x, y) {
+                    (Dim::Known(p), Dim::Known(q)) if p != q => return None,
+                    (Dim::Known(_), _) => x.clone(),
+                    (_, Dim::Known(_)) => y.clone(),
+                    (Dim::Sym(_), _) => x.clone(),
+                    _ => y.clone(),
+                });
+            }
+            Shape::Ranked(dims)
+        }
+    };
+    Some(TensorType::new(inferred.dtype, shape))
+}
+
+impl GraphBuilder {
+    pub fn new(name: impl Into<String>) -> GraphBuilder {
+        GraphBuilder {
+            graph: Graph::new(name),
+            known: Vec::new(),
+        }
+    }
+
+    fn remember(&mut self, v: Value, t: Option<Arc<Tensor>>) {
+        if self.known.len() <= v.index() {
+            self.known.resize(v.index() + 1, None);
+        }
+        self.known[v.index()] = t;
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The value of `v` if it is known at build time.
+    pub fn known(&self, v: Value) -> Option<&Arc<Tensor>> {
+        self.known.get(v.index()).and_then(|t| t.as_ref())
+    }
+
+    pub fn input(&mut self, name: impl Into<String>, ty: TensorType) -> Result<Value, BuildError> {
+        Ok(self.graph.add_input(name, ty)?)
+    }
+
+    pub fn constant(
+        &mut self,
+        name: impl Into<String>,
+        t: impl Into<Arc<Tensor>>,
+    ) -> Result<Value, BuildError> {
+        let t = t.into();
+        let v = self.graph.add_const(name, t.clone())?;
+        self.remember(v, Some(t));
+        Ok(v)
+    }
+
+    /// A constant with a fresh name derived from `base`.
+    pub fn fresh_constant(
+        &mut self,
+        base: &str,
+        t: impl Into<Arc<Tensor>>,
+    ) -> Result<Value, BuildError> {
+        let name = self.graph.fresh_name(base);
+        self.constant(name, t)
+    }
+
+    pub fn capture(
+        &mut self,
+        name: impl Into<String>,
+        ty: TensorType,
+    ) -> Result<Value, BuildError> {
+        Ok(self.graph.add_capture(name, ty)?)
+    }
+
+    pub fn fresh_name(&self, base: &str) -> String {
+        self.graph.fresh_name(base)
+    }
+
+    /// Adds a node with one fresh-named output and returns it.
+    pub fn op(&mut self, op: impl Into<Op>, inputs: &[Value]) -> Result<Value, BuildError> {
+        let op = op.into();
+        let name = self.graph.fresh_name(op.name());
+        let inputs: Vec<Option<Value>> = inputs.iter().copied().map(Some).collect();
+        Ok(self.node("", op, inputs, vec![(name, None)])?[0])
+    }
+
+    /// Adds a node. Each output has a name (empty for a fresh one) and
+    /// optionally a type declared by whoever produced the model, which is
+    /// merged with the inferred type. Inference that is not implemented
+    /// for an op falls back to the declared types.
+    pub fn node(
+        &mut self,
+        name: &str,
+        op: Op,
+        inputs: Vec<Option<Value>>,
+        outputs: Vec<(String, Option<TensorType>)>,
+    ) -> Result<Vec<Value>, BuildError> {
+        let node_label = if name.is_empty() {
+            outputs.first().map(|o| o.0.clone()).unwrap_or_default()
+        } else {
+            name.to_string()
+        };
+        let op_err = |err| BuildError::Op {
+            node: node_label.clone(),
+            op: op.name(),
+            err,
+        };
+        // Trailing omitted inputs are the same as absent ones.
+        let mut inputs = inputs;
+        while inputs.last() == Some(&None) {
+            inputs.pop();
+        }
+        for (what, got, range) in [
+            ("inputs", inputs.len(), op.input_arity()),
+            ("outputs", outputs.len(), op.output_arity()),
+        ] {
+            if !range.contains(&got) {
+                return Err(BuildError::Arity {
+                    node: node_label,
+                    op: op.name(),
+                    what,
+                    expected: arity_text(&range),
+                    got,
+                });
+            }
+        }
+        for v in inputs.iter().flatten() {
+            if v.index() >= self.graph.num_values() {
+                return Err(GraphError::BadValue(*v).into());
+            }
+        }
+        let in_types: Vec<Option<TensorType>> = inputs
+            .iter()
+            .map(|v| v.map(|v| self.graph.ty(v).clone()))
+            .collect();
+        let in_values: Vec<Option<Arc<Tensor>>> = inputs
+            .iter()
+            .map(|v| v.and_then(|v| self.known(v).cloned()))
+            .collect();
+        let cx = InferCx {
+            inputs: &in_types,
+            values: &in_values,
+            num_outputs: outputs.len(),
+        };
+        let inferred = match op.infer(&cx) {
+            Ok(types) => Some(types),
+            Err(OpError::Unsupported(_)) if outputs.iter().all(|o| o.1.is_some()) => None,
+            Err(e) => return Err(op_err(e)),
+        };
+        let mut types = Vec::with_capacity(outputs.len());
+        for (i, (out_name, declared)) in outputs.iter().enumerate() {
+            let inf = inferred.as_ref().and_then(|t| t.get(i));
+            let ty = match (inf, declared) {
+                (Some(inf), Some(dec)) => {
+                    merge_types(inf, dec).ok_or_else(|| BuildError::TypeConflict {
+                        node: node_label.clone(),
+                        op: op.name(),
+                        value: out_name.clone(),
+                        declared: dec.clone(),
+                        inferred: inf.clone(),
+                    })?
+                }
+                (Some(inf), None) => inf.clone(),
+                (None, Some(dec)) => dec.clone(),
+                (None, None) => {
+                    return Err(op_err(OpError::Invalid(format!(
+                        "inference gave no type for output {i}"
+                    ))));
+                }
+            };
+            types.push(ty);
+        }
+
+        // Learn the outputs' values when every input is known and the
+        // results are small.
+        let folded = if !inputs.is_empty()
+            && in_values.iter().all(|v| v.is_some())
+            && op.subgraphs().is_empty()
+            && types
+                .iter()
+                .all(|t| t.shape.numel().is_some_and(|n| n <= KNOWN_LIMIT))
+        {
+            let refs: Vec<Option<&Tensor>> = in_values.iter().map(|v| v.as_deref()).collect();
+            interp::eval_op(&op, &refs, &types).ok()
+        } else {
+            None
+        };
+
+        let names: Vec<(String, TensorType)> = outputs
+            .into_iter()
+            .zip(types)
+            .map(|((n, _), t)| {
+                (
+                    if n.is_empty() {
+                        self.graph.fresh_name(op.name())
+                    } else {
+                        n
+                    },
+                    t,
+                )
+            })
+            .collect();
+        let id = self.graph.add_node(name, op, inputs, names)?;
+        let outs = self.graph.node(id).outputs.clone();
+        if let Some(vals) = folded {
+            for (&v, t) in outs.iter().zip(vals) {
+                // A value is only as good as its agreement with the type.
+                if self.graph.ty(v).shape.admits(t.shape()) && self.graph.ty(v).dtype == t.dtype() {
+                    self.remember(v, Some(Arc::new(t)));
+                }
+            }
+        }
+        Ok(outs)
+    }
+
+    pub fn last_node(&self) -> Option<NodeId> {
+        self.graph.node_ids().last()
+    }
+
+    /// Sets the graph outputs and returns the graph.
+    pub fn finish(mut self, outputs: Vec<Value>) -> Graph {
+        self.graph.set_outputs(outputs);
+        self.graph
+    }
+}

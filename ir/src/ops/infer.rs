@@ -1,0 +1,187 @@
+//! Type inference: output dtypes and shapes from input types and, where
+//! they are known, input values (shape tensors, axes, constants).
+
+use std::sync::Arc;
+
+use super::OpError;
+use crate::dtype::DType;
+use crate::shape::{Dim, Shape, TensorType};
+use crate::tensor::Tensor;
+
+/// What inference knows about a node's inputs.
+pub struct InferCx<'a> {
+    /// Input types, in order; `None` is an omitted optional input.
+    pub inputs: &'a [Option<TensorType>],
+    /// Input values where they are known (constants and what folds from
+    /// them); shorter than `inputs` or `None` where unknown.
+    pub values: &'a [Option<Arc<Tensor>>],
+    /// How many outputs the node has.
+    pub num_outputs: usize,
+}
+
+/// Output types of an op.
+pub trait Infer {
+    fn infer(&self, _cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+        let name = std::any::type_name::<Self>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("?");
+        Err(OpError::Unsupported(format!("type inference for {name}")))
+    }
+}
+
+/// Implements [`Infer`] with the default (unsupported) body for ops that
+/// have no inference yet.
+#[macro_export]
+macro_rules! no_infer {
+    ($($op:ident),* $(,)?) => { $(impl $crate::ops::Infer for $op {})* };
+}
+
+impl<'a> InferCx<'a> {
+    pub fn num_inputs(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Input `i`, which must be present.
+    pub fn input(&self, i: usize) -> Result<&'a TensorType, OpError> {
+        match self.inputs.get(i) {
+            Some(Some(t)) => Ok(t),
+            _ => Err(OpError::Invalid(format!("input {i} is required"))),
+        }
+    }
+
+    /// Input `i`, if present.
+    pub fn opt_input(&self, i: usize) -> Option<&'a TensorType> {
+        self.inputs.get(i).and_then(|t| t.as_ref())
+    }
+
+    pub fn dtype(&self, i: usize) -> Result<DType, OpError> {
+        Ok(self.input(i)?.dtype)
+    }
+
+    /// The known value of input `i`.
+    pub fn value(&self, i: usize) -> Option<&'a Tensor> {
+        self.values.get(i).and_then(|v| v.as_deref())
+    }
+
+    /// The known value of input `i` as integers (shapes, axes, sizes).
+    pub fn ints(&self, i: usize) -> Option<Vec<i64>> {
+        self.value(i).map(|t| t.to_i64_vec())
+    }
+
+    /// Rank of input `i`, if known.
+    pub fn rank(&self, i: usize) -> Result<Option<usize>, OpError> {
+        Ok(self.input(i)?.rank())
+    }
+}
+
+/// Checks a dtype against a predicate, with a message naming the input.
+pub fn expect_dtype(
+    cx: &InferCx,
+    i: usize,
+    ok: impl Fn(DType) -> bool,
+    what: &str,
+) -> Result<DType, OpError> {
+    let d = cx.dtype(i)?;
+    if ok(d) {
+        Ok(d)
+    } else {
+        Err(OpError::Invalid(format!(
+            "input {i} has type {d}, expected {what}"
+        )))
+    }
+}
+
+/// Checks that inputs `i` and `j` have the same dtype.
+pub fn same_dtype(cx: &InferCx, i: usize, j: usize) -> Result<DType, OpError> {
+    let (a, b) = (cx.dtype(i)?, cx.dtype(j)?);
+    if a != b {
+        return Err(OpError::Invalid(format!(
+            "inputs {i} and {j} have different types: {a} and {b}"
+        )));
+    }
+    Ok(a)
+}
+
+/// An axis in `[-rank, rank)` made non-negative.
+pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
+    let r = rank as i64;
+    if axis < -r || axis >= r {
+        return Err(OpError::Invalid(format!(
+            "axis {axis} is out of range for rank {rank}"
+        )));
+    }
+    Ok(if axis < 0 { axis + r } else { axis } as usize)
+}
+
+/// Multidirectional (numpy) broadcasting of two shapes.
+pub fn broadcast2(a: &Shape, b: &Shape) -> Result<Shape, OpError> {
+    let (Some(a), Some(b)) = (a.dims(), b.dims()) else {
+        return Ok(Shape::UnknownRank);
+    };
+    let rank = a.len().max(b.len());
+    let mut out = Vec::with_capacity(rank);
+    for i in 0..rank {
+        let da = if i + a.len() >= rank {
+            &a[i + a.len() - rank]
+        } else {
+            &Dim::Known(1)
+        };
+        let db = if i + b.len() >= rank {
+            &b[i + b.len() - rank]
+        } else {
+            &Dim::Known(1)
+        };
+        out.push(broadcast_dim(da, db).ok_or_else(|| {
+            OpError::Invalid(format!(
+                "shapes {} and {} do not broadcast",
+                Shape::Ranked(a.to_vec()),
+                Shape::Ranked(b.to_vec())
+            ))
+        })?);
+    }
+    Ok(Shape::Ranked(out))
+}
+
+/// One broadcast dim; `None` if the two cannot broadcast.
+pub fn broadcast_dim(a: &Dim, b: &Dim) -> Option<Dim> {
+    Some(match (a, b) {
+        (Dim::Known(1), d) | (d, Dim::Known(1)) => d.clone(),
+        (Dim::Known(x), Dim::Known(y)) if x == y => a.clone(),
+        (Dim::Known(_), Dim::Known(_)) => return None,
+        (Dim::Known(_), _) => a.clone(),
+        (_, Dim::Known(_)) => b.clone(),
+        (Dim::Sym(x), Dim::Sym(y)) if x == y => a.clone(),
+        _ => Dim::Unknown,
+    })
+}
+
+/// Broadcast of all present inputs' shapes.
+pub fn broadcast_all(cx: &InferCx) -> Result<Shape, OpError> {
+    let mut shape = Shape::scalar();
+    for t in cx.inputs.iter().flatten() {
+        shape = broadcast2(&shape, &t.shape)?;
+    }
+    Ok(shape)
+}
+
+/// Turns a known dims list into a shape, with unknown dims where a value is
+/// negative.
+pub fn shape_from_ints(v: &[i64]) -> Shape {
+    Shape::Ranked(
+        v.iter()
+            .map(|&d| {
+                if d >= 0 {
+                    Dim::Known(d as u64)
+                } else {
+                    Dim::Unknown
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A single output of the given type.
+pub fn one(t: TensorType) -> Result<Vec<TensorType>, OpError> {
+    Ok(vec![t])
+}

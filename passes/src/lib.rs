@@ -1,0 +1,1 @@
+//! Graph passes (the e-graph optimizer, fusion and scheduling arrive here).

@@ -1,0 +1,1 @@
+//! Saturn runtime.
