@@ -239,3 +239,15 @@ pub fn check_expectations(path: &Path, results: &Results) -> Vec<String> {
     }
     problems
 }
+
+/// Prints every result of a filtered run.
+pub fn report_filtered(results: &Results) {
+    for (id, r) in results {
+        match r {
+            None => println!("PASS {id}"),
+            Some(why) => println!("FAIL {id}: {}", one_line(why)),
+        }
+    }
+    let passed = results.values().filter(|r| r.is_none()).count();
+    println!("{passed} of {} selected cases pass", results.len());
+}
