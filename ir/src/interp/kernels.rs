@@ -421,7 +421,9 @@ pub fn checked_shape(dims: &[i64]) -> Result<Vec<usize>, OpError> {
     let mut out = Vec::with_capacity(dims.len());
     for &d in dims {
         if d < 0 {
-            return Err(OpError::Invalid(format!("negative dimension {d} in shape {dims:?}")));
+            return Err(OpError::Invalid(format!(
+                "negative dimension {d} in shape {dims:?}"
+            )));
         }
         out.push(d as u64);
     }

@@ -3,12 +3,17 @@
 //! against, so each kernel is written for clarity first; loops are plain
 //! but not wasteful, so whole models run in seconds.
 
+mod attention;
 mod control;
+mod conv;
 mod elementwise;
 mod image;
 pub mod kernels;
+mod linalg;
+mod loss;
 mod ml;
-mod nn;
+mod norm;
+mod quant;
 mod reduce;
 mod rnn;
 mod signal;

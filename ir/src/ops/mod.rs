@@ -16,11 +16,16 @@
 
 pub mod infer;
 
+mod attention;
 mod control;
+mod conv;
 mod elementwise;
 mod image;
+mod linalg;
+mod loss;
 mod ml;
-mod nn;
+mod norm;
+mod quant;
 mod reduce;
 mod rnn;
 mod signal;
@@ -30,12 +35,17 @@ mod tensor;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
+pub use attention::*;
 pub use control::*;
+pub use conv::*;
 pub use elementwise::*;
 pub use image::*;
 pub use infer::{Infer, InferCx};
+pub use linalg::*;
+pub use loss::*;
 pub use ml::*;
-pub use nn::*;
+pub use norm::*;
+pub use quant::*;
 pub use reduce::*;
 pub use rnn::*;
 pub use signal::*;

@@ -254,7 +254,8 @@ impl Parser {
                         match g.lookup(&name) {
                             Some(v) => outs.push(v),
                             None => {
-                                return self.err_at(&tok, format!("value `%{name}` is not defined"));
+                                return self
+                                    .err_at(&tok, format!("value `%{name}` is not defined"));
                             }
                         }
                         if !self.eat(',') {

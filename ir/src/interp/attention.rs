@@ -1,0 +1,6 @@
+//! Attention and rotary embeddings.
+
+use crate::no_eval;
+use crate::ops::*;
+
+no_eval!(Attention, RotaryEmbedding);
