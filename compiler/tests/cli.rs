@@ -1,0 +1,92 @@
+//! The `saturn` command line on good input.
+
+mod common;
+
+use common::*;
+use saturn_ir::Tensor;
+
+#[test]
+fn run_writes_outputs_in_graph_order() {
+    let dir = temp_dir("cli_run");
+    let path = dir.join("model.onnx");
+    write_model(&path, &relu_model());
+    let x = Tensor::from_vec(vec![2, 3], vec![-1.0f32, 2.0, -3.0, 4.0, 0.0, -0.5]);
+    write_inputs(&dir.join("in"), &[x]);
+    let out = saturn_cmd()
+        .args(["run", path.to_str().unwrap(), "--inputs"])
+        .arg(dir.join("in"))
+        .arg("--outputs")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let y = saturn::onnx::tensor::read_file(&dir.join("out/output_0.pb")).unwrap();
+    assert_eq!(
+        y.as_slice::<f32>().unwrap(),
+        &[0.0, 2.0, 0.0, 4.0, 0.0, 0.0]
+    );
+}
+
+#[test]
+fn ir_prints_text_that_runs_like_the_model() {
+    let dir = temp_dir("cli_ir");
+    let path = dir.join("model.onnx");
+    write_model(&path, &add_const_model(vec![1.0, 2.0, 3.0], vec![3]));
+    let out = saturn_cmd()
+        .args(["ir", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("%c: f32[3] = const [1.0, 2.0, 3.0]"),
+        "{text}"
+    );
+    assert!(text.contains("= add(%x, %c) loc(\"add_node\")"), "{text}");
+    std::fs::write(dir.join("model.tir"), &text).unwrap();
+    write_inputs(
+        &dir.join("in"),
+        &[Tensor::from_vec(vec![2, 3], vec![1.0f32; 6])],
+    );
+    let out = saturn_cmd()
+        .args(["run", dir.join("model.tir").to_str().unwrap(), "--inputs"])
+        .arg(dir.join("in"))
+        .arg("--outputs")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let y = saturn::onnx::tensor::read_file(&dir.join("out/output_0.pb")).unwrap();
+    assert_eq!(
+        y.as_slice::<f32>().unwrap(),
+        &[2.0, 3.0, 4.0, 2.0, 3.0, 4.0]
+    );
+}
+
+#[test]
+fn help_teaches_the_commands() {
+    let out = saturn_cmd().arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for part in ["run", "ir", "backends", "Examples:", "saturn run"] {
+        assert!(help.contains(part), "--help lacks {part}:\n{help}");
+    }
+    let out = saturn_cmd().args(["help", "run"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for part in ["--inputs", "--outputs", "--backend", "input_0.pb"] {
+        assert!(help.contains(part), "run --help lacks {part}:\n{help}");
+    }
+}
+
+#[test]
+fn backends_lists_the_interpreter() {
+    let out = saturn_cmd().arg("backends").output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("interp"));
+}
