@@ -90,3 +90,25 @@ fn backends_lists_the_interpreter() {
     let out = saturn_cmd().arg("backends").output().unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("interp"));
 }
+
+#[test]
+fn the_readme_example_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mlp");
+    let out_dir = temp_dir("readme_example");
+    let out = saturn_cmd()
+        .arg("run")
+        .arg(root.join("model.onnx"))
+        .arg("--inputs")
+        .arg(root.join("inputs"))
+        .arg("--outputs")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let y = saturn::onnx::tensor::read_file(&out_dir.join("output_0.pb")).unwrap();
+    let expected = saturn::onnx::tensor::read_file(&root.join("expected/output_0.pb")).unwrap();
+    assert_eq!(y.shape(), &[2, 3]);
+    for (a, e) in y.as_slice::<f32>().unwrap().iter().zip(expected.as_slice::<f32>().unwrap()) {
+        assert!((a - e).abs() <= 1e-6 + 1e-5 * e.abs(), "{a} vs {e}");
+    }
+}
