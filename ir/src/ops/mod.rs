@@ -429,12 +429,14 @@ ops! {
     NonZero "non_zero" (1..=1 => 1..=1) {}
     Compress "compress" (2..=2 => 1..=1) { axis: Option<i64> }
     DepthToSpace "depth_to_space" (1..=1 => 1..=1) { blocksize: i64, mode: DepthToSpaceMode = DepthToSpaceMode::Dcr }
-    SpaceToDepth "space_to_depth" (1..=1 => 1..=1) { blocksize: i64 }
+    SpaceToDepth "space_to_depth" (1..=1 => 1..=1) { blocksize: i64, mode: DepthToSpaceMode = DepthToSpaceMode::Dcr }
     EyeLike "eye_like" (1..=1 => 1..=1) { dtype: Option<DType>, k: i64 = 0 }
     Trilu "trilu" (1..=2 => 1..=1) { upper: bool = true }
     ReverseSequence "reverse_sequence" (2..=2 => 1..=1) { batch_axis: i64 = 1, time_axis: i64 = 0 }
     CenterCropPad "center_crop_pad" (2..=2 => 1..=1) { axes: Option<Vec<i64>> }
     Unique "unique" (1..=1 => 1..=4) { axis: Option<i64>, sorted: bool = true }
+    TensorScatter "tensor_scatter" (2..=3 => 1..=1) { axis: i64 = -2, mode: TensorScatterMode = TensorScatterMode::Linear }
+    BitCast "bit_cast" (1..=1 => 1..=1) { to: DType }
 
     // ---- image and geometry ----
     Resize "resize" (1..=4 => 1..=1) {
