@@ -1,25 +1,213 @@
 //! Reductions, arg-reductions, softmax-like ops and scans along an axis.
 
+use super::infer::{Infer, InferCx, expect_dtype, normalize_axis, one};
 use super::*;
-use crate::no_infer;
+use crate::shape::{Dim, Shape};
 
-no_infer!(
-    ReduceL1,
-    ReduceL2,
-    ReduceLogSum,
-    ReduceLogSumExp,
-    ReduceMax,
-    ReduceMean,
-    ReduceMin,
-    ReduceProd,
-    ReduceSum,
-    ReduceSumSquare,
-    ArgMax,
-    ArgMin,
-    Softmax,
-    LogSoftmax,
-    Hardmax,
-    CumSum,
-    CumProd,
-    TopK,
+/// Element types a reduction accepts: the standard integer and float types
+/// (and bool for `ReduceMax`/`ReduceMin`).
+pub fn reducible(d: DType, bool_ok: bool) -> bool {
+    (d.is_numeric() && !d.is_packed()) || (bool_ok && d == DType::Bool)
+}
+
+/// Reduction axes made non-negative and sorted; a repeated axis is an
+/// error (as in numpy).
+pub fn reduction_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, OpError> {
+    let mut out = axes
+        .iter()
+        .map(|&a| normalize_axis(a, rank))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort_unstable();
+    if out.windows(2).any(|w| w[0] == w[1]) {
+        return Err(OpError::Invalid(format!("axes {axes:?} repeat an axis")));
+    }
+    Ok(out)
+}
+
+/// The dims left after reducing `axes` (sorted): each becomes `one` with
+/// `keepdims`, or goes away without.
+pub fn reduced_dims<T: Clone>(dims: &[T], axes: &[usize], keepdims: bool, one: T) -> Vec<T> {
+    let mut out = Vec::with_capacity(dims.len());
+    for (i, d) in dims.iter().enumerate() {
+        if axes.binary_search(&i).is_err() {
+            out.push(d.clone());
+        } else if keepdims {
+            out.push(one.clone());
+        }
+    }
+    out
+}
+
+/// Type of a `Reduce*` op: axes from input 1 (known or not), `keepdims`,
+/// `noop_with_empty_axes`.
+fn infer_reduce(
+    cx: &InferCx,
+    keepdims: bool,
+    noop: bool,
+    bool_ok: bool,
+) -> Result<Vec<TensorType>, OpError> {
+    let dtype = expect_dtype(cx, 0, |d| reducible(d, bool_ok), "a numeric type")?;
+    let x = cx.input(0)?;
+    let Some(dims) = x.dims() else {
+        return one(TensorType::unknown_rank(dtype));
+    };
+    let rank = dims.len();
+    // The axes, if inference can know them: absent, constant, or empty by type.
+    let axes = match cx.opt_input(1) {
+        None => Some(vec![]),
+        Some(t) => cx
+            .ints(1)
+            .or_else(|| (t.shape.numel() == Some(0)).then(Vec::new)),
+    };
+    let shape = match axes {
+        Some(a) if a.is_empty() && noop => x.shape.clone(),
+        Some(a) => {
+            let axes = if a.is_empty() {
+                (0..rank).collect()
+            } else {
+                reduction_axes(&a, rank)?
+            };
+            Shape::Ranked(reduced_dims(dims, &axes, keepdims, Dim::Known(1)))
+        }
+        // Unknown axes: with keepdims every dim may become 1.
+        None if keepdims => Shape::Ranked(
+            dims.iter()
+                .map(|d| match d {
+                    Dim::Known(1) => Dim::Known(1),
+                    _ => Dim::Unknown,
+                })
+                .collect(),
+        ),
+        None => match cx.input(1)?.shape.numel() {
+            Some(n) if n as usize <= rank => Shape::Ranked(vec![Dim::Unknown; rank - n as usize]),
+            Some(n) => return Err(OpError::Invalid(format!("{n} axes for rank {rank}"))),
+            None => Shape::UnknownRank,
+        },
+    };
+    one(TensorType::new(dtype, shape))
+}
+
+macro_rules! reduce_ops {
+    ($($op:ident: $bool_ok:expr),* $(,)?) => {$(
+        impl Infer for $op {
+            fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+                infer_reduce(cx, self.keepdims, self.noop_with_empty_axes, $bool_ok)
+            }
+        }
+    )*};
+}
+
+reduce_ops!(
+    ReduceL1: false,
+    ReduceL2: false,
+    ReduceLogSum: false,
+    ReduceLogSumExp: false,
+    ReduceMax: true,
+    ReduceMean: false,
+    ReduceMin: true,
+    ReduceProd: false,
+    ReduceSum: false,
+    ReduceSumSquare: false,
 );
+
+/// Input 0's dims with `axis` replaced by `dim` (or removed if `None`).
+/// Unknown rank stays unknown.
+fn replace_axis(x: &TensorType, axis: i64, dim: Option<Dim>) -> Result<Shape, OpError> {
+    let Some(dims) = x.dims() else {
+        return Ok(Shape::UnknownRank);
+    };
+    let a = normalize_axis(axis, dims.len())?;
+    let mut out = dims.to_vec();
+    match dim {
+        Some(d) => out[a] = d,
+        None => {
+            out.remove(a);
+        }
+    }
+    Ok(Shape::Ranked(out))
+}
+
+macro_rules! arg_reduce {
+    ($($op:ident),*) => {$(
+        impl Infer for $op {
+            fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+                expect_dtype(cx, 0, |d| reducible(d, false), "a numeric type")?;
+                let keep = self.keepdims.then_some(Dim::Known(1));
+                one(TensorType::new(DType::I64, replace_axis(cx.input(0)?, self.axis, keep)?))
+            }
+        }
+    )*};
+}
+arg_reduce!(ArgMax, ArgMin);
+
+macro_rules! along_axis {
+    ($($op:ident),*) => {$(
+        impl Infer for $op {
+            fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+                expect_dtype(cx, 0, |d| d.is_float() && !d.is_packed(), "a float type")?;
+                let x = cx.input(0)?;
+                if let Some(r) = x.rank() {
+                    normalize_axis(self.axis, r)?;
+                }
+                one(x.clone())
+            }
+        }
+    )*};
+}
+along_axis!(Softmax, LogSoftmax, Hardmax);
+
+/// The axis of a scan, from its (scalar) input 1.
+pub fn scan_axis(t: &crate::tensor::Tensor, rank: usize) -> Result<usize, OpError> {
+    if t.numel() != 1 || t.rank() > 1 || !t.dtype().is_int() {
+        return Err(OpError::Invalid(format!(
+            "the axis must be one integer, found {}{:?}",
+            t.dtype(),
+            t.shape()
+        )));
+    }
+    normalize_axis(t.get_i64(0), rank)
+}
+
+macro_rules! scan {
+    ($($op:ident),*) => {$(
+        impl Infer for $op {
+            fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+                expect_dtype(cx, 0, |d| reducible(d, false), "a numeric type")?;
+                let x = cx.input(0)?;
+                if let (Some(a), Some(r)) = (cx.value(1), x.rank()) {
+                    scan_axis(a, r)?;
+                }
+                one(x.clone())
+            }
+        }
+    )*};
+}
+scan!(CumSum, CumProd);
+
+impl Infer for TopK {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+        let dtype = expect_dtype(cx, 0, |d| reducible(d, false), "a numeric type")?;
+        let k = match cx.ints(1).as_deref() {
+            Some(&[k]) if k >= 0 => Dim::Known(k as u64),
+            Some(&[k]) => return Err(OpError::Invalid(format!("k = {k} is negative"))),
+            Some(v) => return Err(OpError::Invalid(format!("k must be one number, got {v:?}"))),
+            None => Dim::Unknown,
+        };
+        let x = cx.input(0)?;
+        if let (Some(dims), Dim::Known(k)) = (x.dims(), &k) {
+            let a = normalize_axis(self.axis, dims.len())?;
+            if let Dim::Known(n) = dims[a]
+                && *k > n
+            {
+                return Err(OpError::Invalid(format!(
+                    "k = {k} is larger than the axis ({n})"
+                )));
+            }
+        }
+        let shape = replace_axis(x, self.axis, Some(k))?;
+        Ok(vec![
+            TensorType::new(dtype, shape.clone()),
+            TensorType::new(DType::I64, shape),
+        ])
+    }
+}
