@@ -1242,34 +1242,42 @@ impl Eval for MaxUnpool {
         if xs.len() < 3 || ind.shape() != xs {
             return invalid!("input {xs:?} and indices {:?} do not match", ind.shape());
         }
-        let shape = match cx.opt_input(2) {
-            Some(s) => {
-                let s = checked_shape(&s.to_i64_vec())?;
-                if s.len() != xs.len() || s[..2] != xs[..2] {
-                    return invalid!("output_shape {s:?} does not fit input {xs:?}");
-                }
-                s
-            }
-            None => {
-                let dims: Vec<crate::shape::Dim> =
-                    xs[2..].iter().map(|&d| crate::shape::Dim::Known(d as u64)).collect();
-                let mut s = vec![xs[0] as i64, xs[1] as i64];
-                for d in self.default_extents(&dims)? {
-                    s.push(d.known().unwrap_or(0) as i64);
-                }
-                checked_shape(&s)?
-            }
-        };
-        let n: usize = shape.iter().product();
+        // Indices address the default unpooled shape; an explicit
+        // output_shape then pads (or crops) it at the end of each axis.
+        let dims: Vec<crate::shape::Dim> = xs[2..]
+            .iter()
+            .map(|&d| crate::shape::Dim::Known(d as u64))
+            .collect();
+        let mut full = vec![xs[0] as i64, xs[1] as i64];
+        for d in self.default_extents(&dims)? {
+            full.push(d.known().unwrap_or(0) as i64);
+        }
+        let full = checked_shape(&full)?;
+        let n: usize = full.iter().product();
         let v = to_f64(x, "MaxUnpool")?;
         let mut out = buffer::<f64>(n)?;
         for (&val, i) in v.iter().zip(ind.to_i64_vec()) {
             if i < 0 || i as usize >= n {
-                return invalid!("index {i} is out of range for output shape {shape:?}");
+                return invalid!("index {i} is out of range for the unpooled shape {full:?}");
             }
             out[i as usize] = val;
         }
-        one(from_f64(x.dtype(), shape, out)?)
+        let Some(s) = cx.opt_input(2) else {
+            return one(from_f64(x.dtype(), full, out)?);
+        };
+        let shape = checked_shape(&s.to_i64_vec())?;
+        if shape.len() != xs.len() || shape[..2] != xs[..2] {
+            return invalid!("output_shape {shape:?} does not fit input {xs:?}");
+        }
+        let mut placed = buffer::<f64>(shape.iter().product())?;
+        let st = strides(&shape);
+        for (i, &val) in out.iter().enumerate() {
+            let m = unravel(i, &full);
+            if m.iter().zip(&shape).all(|(a, b)| a < b) {
+                placed[m.iter().zip(&st).map(|(a, s)| a * s).sum::<usize>()] = val;
+            }
+        }
+        one(from_f64(x.dtype(), shape, placed)?)
     }
 }
 
