@@ -58,7 +58,7 @@ pub fn import_model(m: &ModelProto, base: Option<&Path>) -> Result<Graph, Import
         functions,
         base,
     };
-    let b = imp.graph(gp, None, &[])?;
+    let b = imp.graph(gp, None, &[], &[])?;
     let outputs = output_values(&b, gp)?;
     Ok(b.finish(outputs))
 }
@@ -242,23 +242,28 @@ impl Importer<'_> {
     }
 
     /// Converts a graph. `parent` is the enclosing graph's builder for a
-    /// subgraph, and `captures` the names the subgraph reads from it.
+    /// subgraph, and `captures` the names the subgraph reads from it;
+    /// `hints` types the subgraph's inputs that declare no type.
     pub(super) fn graph(
         &self,
         gp: &GraphProto,
         parent: Option<&GraphBuilder>,
         captures: &[String],
+        hints: &[Option<TensorType>],
     ) -> Result<GraphBuilder, ImportError> {
         let mut b = GraphBuilder::new(gp.name());
         let inits: HashSet<&str> = gp.initializer.iter().map(|t| t.name()).collect();
-        for vi in &gp.input {
+        for (i, vi) in gp.input.iter().enumerate() {
             if inits.contains(vi.name()) {
                 continue; // an initializer that may be overridden: Saturn treats it as constant
             }
-            let ty = value_type(vi)?.ok_or_else(|| ImportError::UnsupportedType {
-                name: vi.name().to_string(),
-                what: "an input without a tensor type".into(),
-            })?;
+            let hint = || hints.get(i).cloned().flatten();
+            let ty = value_type(vi)?
+                .or_else(hint)
+                .ok_or_else(|| ImportError::UnsupportedType {
+                    name: vi.name().to_string(),
+                    what: "an input without a tensor type".into(),
+                })?;
             b.input(vi.name(), ty)?;
         }
         if let Some(parent) = parent {
@@ -476,7 +481,7 @@ impl Importer<'_> {
                         ),
                     })?;
                     let captures = free_vars(g);
-                    let sub = self.graph(g, Some(b), &captures)?;
+                    let sub = self.body(n, g, b, &inputs, &captures)?;
                     let outs = output_values(&sub, g)?;
                     AttrValue::Graph(Arc::new(sub.finish(outs)))
                 }
@@ -499,5 +504,89 @@ impl Importer<'_> {
             outputs,
         })?;
         Ok(())
+    }
+
+    /// Converts the subgraph `g` of node `n`. Loop and Scan bodies may leave
+    /// their inputs untyped (functions such as Range's expansion do): those
+    /// take the types of the values the node passes in, and where a
+    /// loop-carried value's type changes in the body, the join of both.
+    fn body(
+        &self,
+        n: &NodeProto,
+        g: &GraphProto,
+        b: &GraphBuilder,
+        inputs: &[Option<saturn_ir::Value>],
+        captures: &[String],
+    ) -> Result<GraphBuilder, ImportError> {
+        let ty = |i: usize| {
+            inputs
+                .get(i)
+                .copied()
+                .flatten()
+                .map(|v| b.graph().ty(v).clone())
+        };
+        let untyped: Vec<bool> = g
+            .input
+            .iter()
+            .map(|vi| matches!(value_type(vi), Ok(None)))
+            .collect();
+        // Body input i and the body output that carries its next value.
+        let (mut hints, carried): (Vec<Option<TensorType>>, Vec<(usize, usize)>) =
+            match (canonical_domain(n.domain()), n.op_type()) {
+                ("", "Loop") if self.opset("").is_some_and(|v| v >= 11) => {
+                    let mut h = vec![
+                        Some(TensorType::new(saturn_ir::DType::I64, Shape::scalar())),
+                        Some(TensorType::new(saturn_ir::DType::Bool, Shape::scalar())),
+                    ];
+                    h.extend((2..inputs.len()).map(ty));
+                    let carried = (2..inputs.len()).map(|i| (i, i - 1)).collect();
+                    (h, carried)
+                }
+                ("", "Scan") if self.opset("").is_some_and(|v| v >= 9) => {
+                    let attr = |name: &str| n.attribute.iter().find(|a| a.name() == name);
+                    let m = attr("num_scan_inputs").map_or(0, |a| a.i()).max(0) as usize;
+                    let states = inputs.len().saturating_sub(m);
+                    let axes = attr("scan_input_axes").map(|a| a.ints.clone());
+                    let mut h: Vec<Option<TensorType>> = (0..states).map(ty).collect();
+                    for j in 0..m.min(inputs.len()) {
+                        let a = axes.as_ref().and_then(|v| v.get(j).copied()).unwrap_or(0);
+                        h.push(ty(states + j).and_then(|t| {
+                            let mut dims = t.shape.dims()?.to_vec();
+                            let a = saturn_ir::ops::infer::normalize_axis(a, dims.len()).ok()?;
+                            dims.remove(a);
+                            Some(TensorType::new(t.dtype, Shape::Ranked(dims)))
+                        }));
+                    }
+                    (h, (0..states).map(|i| (i, i)).collect())
+                }
+                _ => return self.graph(g, Some(b), captures, &[]),
+            };
+        const PASSES: usize = 3;
+        for pass in 0..=PASSES {
+            let sub = self.graph(g, Some(b), captures, &hints)?;
+            let outs = output_values(&sub, g)?;
+            let mut changed = false;
+            for &(i, o) in &carried {
+                let (Some(Some(hint)), Some(&out)) = (hints.get(i), outs.get(o)) else {
+                    continue;
+                };
+                if !untyped.get(i).copied().unwrap_or(false) {
+                    continue;
+                }
+                let out = sub.graph().ty(out);
+                if out != hint {
+                    let joined = saturn_ir::ops::join_types(hint, out)
+                        .ok()
+                        .filter(|_| pass < PASSES)
+                        .unwrap_or_else(|| TensorType::unknown_rank(hint.dtype));
+                    changed |= &joined != hint;
+                    hints[i] = Some(joined);
+                }
+            }
+            if !changed {
+                return Ok(sub);
+            }
+        }
+        self.graph(g, Some(b), captures, &hints)
     }
 }

@@ -489,6 +489,19 @@ ops! {
     // ---- classical ML (domain ai.onnx.ml) ----
     ArrayFeatureExtractor "ml.array_feature_extractor" (2..=2 => 1..=1) {}
     Binarizer "ml.binarizer" (1..=1 => 1..=1) { threshold: f32 = 0.0 }
+    LabelEncoder "ml.label_encoder" (1..=1 => 1..=1) {
+        default_float: f32 = -0.0, default_int64: i64 = -1, default_string: String = "_Unused".into(),
+        default_tensor: Option<Tensor>, keys_floats: Option<Vec<f32>>, keys_int64s: Option<Vec<i64>>,
+        keys_strings: Option<Vec<String>>, keys_tensor: Option<Tensor>, values_floats: Option<Vec<f32>>,
+        values_int64s: Option<Vec<i64>>, values_strings: Option<Vec<String>>, values_tensor: Option<Tensor>,
+    }
+    TreeEnsemble "ml.tree_ensemble" (1..=1 => 1..=1) {
+        aggregate_function: i64 = 1, leaf_targetids: Vec<i64>, leaf_weights: Tensor,
+        membership_values: Option<Tensor>, n_targets: Option<i64>, nodes_falseleafs: Vec<i64>,
+        nodes_falsenodeids: Vec<i64>, nodes_featureids: Vec<i64>, nodes_hitrates: Option<Tensor>,
+        nodes_missing_value_tracks_true: Option<Vec<i64>>, nodes_modes: Tensor, nodes_splits: Tensor,
+        nodes_trueleafs: Vec<i64>, nodes_truenodeids: Vec<i64>, post_transform: i64 = 0, tree_roots: Vec<i64>,
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,12 @@ pub struct NodeCx<'a> {
 pub type Build = fn(NodeCx) -> Result<(), ImportError>;
 
 /// Ops of the domain `ai.onnx.ml`.
-const ML_OPS: &[&str] = &["ArrayFeatureExtractor", "Binarizer"];
+const ML_OPS: &[&str] = &[
+    "ArrayFeatureExtractor",
+    "Binarizer",
+    "LabelEncoder",
+    "TreeEnsemble",
+];
 /// Ops of the domain `ai.onnx.preview.training`.
 const TRAINING_OPS: &[&str] = &["Adagrad", "Adam", "Momentum"];
 
