@@ -264,12 +264,15 @@ impl GraphBuilder {
         let names: Vec<(String, TensorType)> = outputs
             .into_iter()
             .zip(types)
-            .map(|((n, _), t)| {
+            .enumerate()
+            .map(|(i, ((n, _), t))| {
                 (
-                    if n.is_empty() {
-                        self.graph.fresh_name(op.name())
-                    } else {
-                        n
+                    // Each omitted output gets its own base, so that two of
+                    // them in one node do not get the same fresh name.
+                    match (n.is_empty(), i) {
+                        (false, _) => n,
+                        (true, 0) => self.graph.fresh_name(op.name()),
+                        (true, i) => self.graph.fresh_name(&format!("{}_out{i}", op.name())),
                     },
                     t,
                 )

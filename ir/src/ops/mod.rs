@@ -368,11 +368,21 @@ ops! {
 
     // ---- neural network: attention ----
     Attention "attention" (3..=7 => 1..=4) {
-        is_causal: bool = false, kv_num_heads: Option<i64>, q_num_heads: Option<i64>,
-        qk_matmul_output_mode: i64 = 0, scale: Option<f32>, softcap: f32 = 0.0,
-        softmax_precision: Option<i64>,
+        is_causal: bool = false, kv_num_heads: Option<i64>, left_window_size: i64 = -1,
+        q_num_heads: Option<i64>, qk_matmul_output_mode: i64 = 0, right_window_size: i64 = -1,
+        scale: Option<f32>, softcap: f32 = 0.0, softmax_precision: Option<DType>,
     }
     RotaryEmbedding "rotary_embedding" (3..=4 => 1..=1) { interleaved: bool = false, num_heads: Option<i64>, rotary_embedding_dim: i64 = 0 }
+    LinearAttention "linear_attention" (3..=6 => 2..=2) {
+        chunk_size: i64 = 64, kv_num_heads: i64, q_num_heads: i64, scale: f32 = 0.0,
+        update_rule: LinearAttentionRule = LinearAttentionRule::GatedDelta,
+    }
+    CausalConvWithState "causal_conv_with_state" (2..=4 => 2..=2) { activation: CausalConvActivation = CausalConvActivation::None }
+    /// Domain `ai.onnx.preview`.
+    FlexAttention "flex_attention" (3..=3 => 1..=1) {
+        prob_mod: Option<Arc<Graph>>, scale: Option<f32>, score_mod: Option<Arc<Graph>>,
+        softmax_precision: Option<DType>,
+    }
 
     // ---- neural network: quantization ----
     QuantizeLinear "quantize_linear" (2..=3 => 1..=1) {
@@ -384,9 +394,9 @@ ops! {
     // ---- neural network: losses and training ----
     NegativeLogLikelihoodLoss "nll_loss" (2..=3 => 1..=1) { ignore_index: Option<i64>, reduction: LossReduction = LossReduction::Mean }
     SoftmaxCrossEntropyLoss "softmax_cross_entropy_loss" (2..=3 => 1..=2) { ignore_index: Option<i64>, reduction: LossReduction = LossReduction::Mean }
-    Adagrad "adagrad" (5..=N => 2..=N) { decay_factor: f32 = 0.0, epsilon: f32 = 0.0, norm_coefficient: f32 = 0.0 }
-    Adam "adam" (6..=N => 3..=N) { alpha: f32 = 0.9, beta: f32 = 0.999, epsilon: f32 = 0.0, norm_coefficient: f32 = 0.0, norm_coefficient_post: f32 = 0.0 }
-    Momentum "momentum" (5..=N => 2..=N) { alpha: f32, beta: f32, mode: String, norm_coefficient: f32 }
+    Adagrad "adagrad" (5..=N => 2..=N) { decay_factor: f32 = 0.0, epsilon: f32 = 1e-6, norm_coefficient: f32 = 0.0 }
+    Adam "adam" (6..=N => 3..=N) { alpha: f32 = 0.9, beta: f32 = 0.999, epsilon: f32 = 1e-6, norm_coefficient: f32 = 0.0, norm_coefficient_post: f32 = 0.0 }
+    Momentum "momentum" (5..=N => 2..=N) { alpha: f32, beta: f32, mode: MomentumMode, norm_coefficient: f32 }
 
     // ---- recurrent ----
     RNN "rnn" (3..=6 => 0..=2) {

@@ -47,10 +47,6 @@ impl Num {
             Num::F64(x) => x != 0.0,
         }
     }
-
-    fn is_float(self) -> bool {
-        !matches!(self, Num::Int(_))
-    }
 }
 
 fn read(t: &Tensor, i: usize) -> Num {
@@ -192,11 +188,15 @@ pub(crate) fn cast(t: &Tensor, to: DType, saturate: bool, round_up: bool) -> Dat
         DType::C128 => Data::C128(nums.map(|x| [x.as_f64(), 0.0]).collect()),
         _ if to.is_int() => Data::Packed(
             nums.map(|x| {
-                if x.is_float() {
-                    minifloat::from_f32(to, x.as_f32(), saturate)
-                } else {
-                    minifloat::from_int_wrapping(to, x.as_i128() as i64)
-                }
+                // Floats truncate toward zero and then wrap like integers
+                // (what the ONNX reference, via ml_dtypes, produces);
+                // NaN and infinities become 0.
+                let v = match x {
+                    Num::F32(f) if !f.is_finite() => 0,
+                    Num::F64(f) if !f.is_finite() => 0,
+                    _ => x.as_i128() as i64,
+                };
+                minifloat::from_int_wrapping(to, v)
             })
             .collect(),
         ),

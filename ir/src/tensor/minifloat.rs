@@ -124,8 +124,10 @@ impl Format {
         };
         if x.is_nan() {
             return if self.special == Special::None {
-                // float4 has no NaN; ONNX maps NaN to the largest magnitude.
-                max_code | sign
+                // float4 has no NaN. The ONNX reference (ml_dtypes) writes
+                // the negative-zero code, with the NaN's sign bit flipped:
+                // NaN gives -0, -NaN gives +0.
+                (1u8 << (self.exp_bits + self.man_bits)) ^ sign
             } else {
                 self.nan_code()
             };

@@ -47,6 +47,8 @@ const ML_OPS: &[&str] = &[
 ];
 /// Ops of the domain `ai.onnx.preview.training`.
 const TRAINING_OPS: &[&str] = &["Adagrad", "Adam", "Momentum"];
+/// Ops of the domain `ai.onnx.preview`.
+const PREVIEW_OPS: &[&str] = &["FlexAttention"];
 
 fn registry() -> &'static HashMap<(&'static str, &'static str), Build> {
     static REG: OnceLock<HashMap<(&'static str, &'static str), Build>> = OnceLock::new();
@@ -68,9 +70,14 @@ pub fn lookup(domain: &str, op_type: &str) -> Option<Build> {
         return Some(b);
     }
     let in_domain = match domain {
-        "" => !ML_OPS.contains(&op_type) && !TRAINING_OPS.contains(&op_type),
+        "" => {
+            !ML_OPS.contains(&op_type)
+                && !TRAINING_OPS.contains(&op_type)
+                && !PREVIEW_OPS.contains(&op_type)
+        }
         "ai.onnx.ml" => ML_OPS.contains(&op_type),
         "ai.onnx.preview.training" => TRAINING_OPS.contains(&op_type),
+        "ai.onnx.preview" => PREVIEW_OPS.contains(&op_type),
         _ => false,
     };
     let known = Op::all_names().iter().any(|&(_, onnx)| onnx == op_type);
@@ -85,6 +92,8 @@ pub fn supported() -> Vec<(String, String)> {
             "ai.onnx.ml"
         } else if TRAINING_OPS.contains(&onnx) {
             "ai.onnx.preview.training"
+        } else if PREVIEW_OPS.contains(&onnx) {
+            "ai.onnx.preview"
         } else {
             "ai.onnx"
         };
