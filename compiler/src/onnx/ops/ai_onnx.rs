@@ -45,6 +45,7 @@ pub(super) fn register(reg: &mut dyn FnMut(&'static str, Build)) {
         reg(op, legacy_broadcast);
     }
     reg("Gemm", gemm);
+    reg("PRelu", prelu);
     reg("TopK", top_k);
     reg("Cast", cast);
     reg("DFT", dft);
@@ -403,5 +404,22 @@ fn lp_pool(mut cx: NodeCx) -> Result<(), ImportError> {
     if let Some(AttrValue::Float(p)) = cx.attrs.get("p").cloned() {
         cx.attrs.insert("p", AttrValue::Int(p as i64));
     }
+    generic(cx)
+}
+
+/// Before opset 7, a 1-D slope of PRelu applies per channel (axis 1), where
+/// later opsets broadcast it from the trailing axis.
+fn prelu(mut cx: NodeCx) -> Result<(), ImportError> {
+    if cx.opset < 7
+        && let (Some(rx), Some(1)) = (cx.rank(0), cx.rank(1))
+        && rx > 2
+    {
+        let axes: Vec<i64> = (1..rx as i64 - 1).collect();
+        let axes = cx.ints(&axes)?;
+        let slope = cx.input(1)?;
+        let slope = cx.emit(Unsqueeze {}, &[slope, axes])?;
+        cx.set_input(1, Some(slope));
+    }
+    cx.attrs.remove("consumed_inputs");
     generic(cx)
 }
