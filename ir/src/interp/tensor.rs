@@ -263,7 +263,7 @@ impl Eval for Concat {
         let ts = (0..cx.num_inputs())
             .map(|i| cx.input(i))
             .collect::<Result<Vec<_>, _>>()?;
-        let first = ts[0];
+        let first = cx.input(0)?;
         let a = axis(self.axis, first.rank())?;
         let mut shape = first.shape().to_vec();
         shape[a] = 0;
@@ -309,7 +309,10 @@ impl Eval for Split {
         let sizes: Vec<usize> = match cx.opt_input(1) {
             Some(s) => {
                 let s = ints(s, "split")?;
-                if s.len() != n || s.iter().any(|&v| v < 0) || s.iter().sum::<i64>() != d as i64 {
+                if s.len() != n
+                    || s.iter().any(|&v| v < 0)
+                    || s.iter().map(|&v| v as i128).sum::<i128>() != d as i128
+                {
                     return invalid!("split sizes {s:?} do not split {d} into {n} outputs");
                 }
                 s.into_iter().map(|v| v as usize).collect()
@@ -665,8 +668,8 @@ impl Eval for Pad {
             if d == 0 && n > 0 && self.mode != PadMode::Constant {
                 return invalid!("cannot {} pad an empty axis", self.mode.onnx_name());
             }
-            let d = d as i64;
-            let map = (0..n as i64).map(|o| {
+            let (d, before) = (d as i128, before as i128);
+            let map = (0..n as i128).map(|o| {
                 let c = o - before;
                 let c = if (0..d).contains(&c) {
                     c
@@ -838,24 +841,31 @@ fn blocks<'a>(
     let &[n, c, h, w] = x.shape() else {
         return invalid!("{what} needs a 4-D input, not {:?}", x.shape());
     };
-    if b <= 0 {
-        return invalid!("blocksize {b} must be positive");
-    }
-    Ok((x, b as usize, [n, c, h, w]))
+    Ok((x, blocksize(b)? as usize, [n, c, h, w]))
+}
+
+/// The product of dims, checked to be a size Saturn can allocate.
+fn dims_product(dims: &[usize]) -> Result<usize, OpError> {
+    dims.iter()
+        .try_fold(1usize, |p, &d| p.checked_mul(d))
+        .filter(|&p| p as u64 <= crate::tensor::MAX_ELEMENTS)
+        .ok_or_else(|| OpError::Invalid(format!("dims {dims:?} are too large")))
 }
 
 impl Eval for DepthToSpace {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let (x, b, [n, c, h, w]) = blocks(cx, self.blocksize, "DepthToSpace")?;
-        if c % (b * b) != 0 {
+        let bb = b * b;
+        if c % bb != 0 {
             return invalid!("{c} channels are not divisible by {b}²");
         }
-        let c2 = c / (b * b);
+        let c2 = c / bb;
+        let (h2, w2) = (dims_product(&[h, b])?, dims_product(&[w, b])?);
         let t = match self.mode {
             DepthToSpaceMode::Dcr => permute(x, &[n, b, b, c2, h, w], &[0, 3, 4, 1, 5, 2]),
             DepthToSpaceMode::Crd => permute(x, &[n, c2, b, b, h, w], &[0, 1, 4, 2, 5, 3]),
         };
-        one(reshaped(&t, vec![n, c2, h * b, w * b])?)
+        one(reshaped(&t, vec![n, c2, h2, w2])?)
     }
 }
 
@@ -865,12 +875,13 @@ impl Eval for SpaceToDepth {
         if h % b != 0 || w % b != 0 {
             return invalid!("{h}×{w} is not divisible by the blocksize {b}");
         }
+        let c2 = dims_product(&[c, b, b])?;
         let view = [n, c, h / b, b, w / b, b];
         let t = match self.mode {
             DepthToSpaceMode::Dcr => permute(x, &view, &[0, 3, 5, 1, 2, 4]),
             DepthToSpaceMode::Crd => permute(x, &view, &[0, 1, 3, 5, 2, 4]),
         };
-        one(reshaped(&t, vec![n, c * b * b, h / b, w / b])?)
+        one(reshaped(&t, vec![n, c2, h / b, w / b])?)
     }
 }
 

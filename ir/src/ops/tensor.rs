@@ -332,6 +332,15 @@ pub mod rules {
         Ok(a as usize)
     }
 
+    /// DepthToSpace/SpaceToDepth's blocksize, small enough that its square
+    /// cannot overflow.
+    pub fn blocksize(b: i64) -> Result<u64, OpError> {
+        if b <= 0 || b > u32::MAX as i64 {
+            return invalid!("blocksize {b} is out of range");
+        }
+        Ok(b as u64)
+    }
+
     /// Transpose's permutation: the given one, checked, or the reversal.
     pub fn permutation(perm: Option<&[i64]>, rank: usize) -> Result<Vec<usize>, OpError> {
         let Some(perm) = perm else {
@@ -578,7 +587,7 @@ impl Infer for Concat {
             for (d, (o, x)) in out.iter_mut().zip(dims).enumerate() {
                 if d == axis {
                     match x {
-                        Dim::Known(n) => total = total.map(|t| t + n),
+                        Dim::Known(n) => total = total.and_then(|t| t.checked_add(*n)),
                         _ => sum_syms.push(x.clone()),
                     }
                 } else {
@@ -638,7 +647,7 @@ impl Infer for Split {
                     return invalid!("negative split size in {split:?}");
                 }
                 if let Dim::Known(d) = dims[axis]
-                    && split.iter().sum::<i64>() as u64 != d
+                    && split.iter().map(|&s| s as i128).sum::<i128>() != d as i128
                 {
                     return invalid!("split sizes {split:?} do not add up to {d}");
                 }
@@ -1054,13 +1063,6 @@ fn dims4<'a>(cx: &InferCx<'a>, what: &str) -> Result<Option<&'a [Dim]>, OpError>
         Some(d) => invalid!("{what} needs a 4-D input, not rank {}", d.len()),
         None => Ok(None),
     }
-}
-
-fn blocksize(b: i64) -> Result<u64, OpError> {
-    if b <= 0 {
-        return invalid!("blocksize {b} must be positive");
-    }
-    Ok(b as u64)
 }
 
 /// A dim divided by `k`, which must divide it when it is known.

@@ -54,6 +54,8 @@ pub(super) fn register(reg: &mut dyn FnMut(&'static str, Build)) {
     reg("DequantizeLinear", quantize);
     reg("LpPool", lp_pool);
     reg("GlobalLpPool", lp_pool);
+    reg("Reshape", reshape);
+    reg("Concat", concat);
 }
 
 /// Moves an int or ints attribute to a constant input at `index`.
@@ -402,6 +404,23 @@ fn lp_pool(mut cx: NodeCx) -> Result<(), ImportError> {
     // Opset 1 had a float `p`.
     if let Some(AttrValue::Float(p)) = cx.attrs.get("p").cloned() {
         cx.attrs.insert("p", AttrValue::Int(p as i64));
+    }
+    generic(cx)
+}
+
+/// Before opset 5, Reshape took its target shape as an attribute.
+fn reshape(mut cx: NodeCx) -> Result<(), ImportError> {
+    if cx.opset < 5 {
+        cx.attrs.remove("consumed_inputs");
+        attr_to_input(&mut cx, "shape", 1)?;
+    }
+    generic(cx)
+}
+
+/// Before opset 4, Concat's axis was optional and defaulted to 1.
+fn concat(mut cx: NodeCx) -> Result<(), ImportError> {
+    if cx.opset < 4 && cx.attrs.get("axis").is_none() {
+        cx.attrs.insert("axis", AttrValue::Int(1));
     }
     generic(cx)
 }
