@@ -137,7 +137,7 @@ fn gather_axes(t: &Tensor, maps: &[Vec<Option<usize>>], fill: &Tensor) -> Result
         }
     }
     walk(maps, Some(0), fill_at, &mut idx);
-    let data = if idx.iter().any(|&i| i == fill_at) {
+    let data = if idx.contains(&fill_at) {
         with_extra(t, fill)?.gather(&idx)
     } else {
         t.data().gather(&idx)
@@ -263,7 +263,7 @@ impl Eval for Concat {
         let ts = (0..cx.num_inputs())
             .map(|i| cx.input(i))
             .collect::<Result<Vec<_>, _>>()?;
-        let first = ts[0];
+        let first = cx.input(0)?;
         let a = axis(self.axis, first.rank())?;
         let mut shape = first.shape().to_vec();
         shape[a] = 0;
@@ -309,7 +309,10 @@ impl Eval for Split {
         let sizes: Vec<usize> = match cx.opt_input(1) {
             Some(s) => {
                 let s = ints(s, "split")?;
-                if s.len() != n || s.iter().any(|&v| v < 0) || s.iter().sum::<i64>() != d as i64 {
+                if s.len() != n
+                    || s.iter().any(|&v| v < 0)
+                    || s.iter().map(|&v| v as i128).sum::<i128>() != d as i128
+                {
                     return invalid!("split sizes {s:?} do not split {d} into {n} outputs");
                 }
                 s.into_iter().map(|v| v as usize).collect()
@@ -515,19 +518,12 @@ fn nd_offsets(data: &[usize], ind: &Tensor, b: usize) -> Result<(Vec<usize>, usi
     let batch_stride: usize = data[b..].iter().product();
     let slice: usize = data[b + k..].iter().product();
     let values = ints(ind, "indices")?;
-    let tuples = if k == 0 {
-        ind.shape()[..q - 1].iter().product()
-    } else {
-        values.len() / k
-    };
+    let tuples: usize = ind.shape()[..q - 1].iter().product();
+    // Tuples are grouped by batch; there is at least one when the loop runs.
     let per_batch = tuples / ind.shape()[..b].iter().product::<usize>().max(1);
     let mut out = Vec::with_capacity(tuples);
     for t in 0..tuples {
-        let mut off = if per_batch == 0 {
-            0
-        } else {
-            t / per_batch * batch_stride
-        };
+        let mut off = t / per_batch * batch_stride;
         for j in 0..k {
             off += index(values[t * k + j], data[b + j])? * st[b + j];
         }
@@ -672,8 +668,8 @@ impl Eval for Pad {
             if d == 0 && n > 0 && self.mode != PadMode::Constant {
                 return invalid!("cannot {} pad an empty axis", self.mode.onnx_name());
             }
-            let d = d as i64;
-            let map = (0..n as i64).map(|o| {
+            let (d, before) = (d as i128, before as i128);
+            let map = (0..n as i128).map(|o| {
                 let c = o - before;
                 let c = if (0..d).contains(&c) {
                     c
@@ -720,7 +716,7 @@ impl Eval for ConstantOfShape {
             return invalid!("value must hold one element, it has {}", value.numel());
         }
         let n = shape.iter().product();
-        let data = map_data!(value.data(), v => vec![v[0].clone(); n]);
+        let data = map_data!(value.data(), v => v.iter().cycle().take(n).cloned().collect());
         one(Tensor::from_parts(value.dtype(), shape, data))
     }
 }
@@ -845,24 +841,31 @@ fn blocks<'a>(
     let &[n, c, h, w] = x.shape() else {
         return invalid!("{what} needs a 4-D input, not {:?}", x.shape());
     };
-    if b <= 0 {
-        return invalid!("blocksize {b} must be positive");
-    }
-    Ok((x, b as usize, [n, c, h, w]))
+    Ok((x, blocksize(b)? as usize, [n, c, h, w]))
+}
+
+/// The product of dims, checked to be a size Saturn can allocate.
+fn dims_product(dims: &[usize]) -> Result<usize, OpError> {
+    dims.iter()
+        .try_fold(1usize, |p, &d| p.checked_mul(d))
+        .filter(|&p| p as u64 <= crate::tensor::MAX_ELEMENTS)
+        .ok_or_else(|| OpError::Invalid(format!("dims {dims:?} are too large")))
 }
 
 impl Eval for DepthToSpace {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let (x, b, [n, c, h, w]) = blocks(cx, self.blocksize, "DepthToSpace")?;
-        if c % (b * b) != 0 {
+        let bb = b * b;
+        if c % bb != 0 {
             return invalid!("{c} channels are not divisible by {b}²");
         }
-        let c2 = c / (b * b);
+        let c2 = c / bb;
+        let (h2, w2) = (dims_product(&[h, b])?, dims_product(&[w, b])?);
         let t = match self.mode {
             DepthToSpaceMode::Dcr => permute(x, &[n, b, b, c2, h, w], &[0, 3, 4, 1, 5, 2]),
             DepthToSpaceMode::Crd => permute(x, &[n, c2, b, b, h, w], &[0, 1, 4, 2, 5, 3]),
         };
-        one(reshaped(&t, vec![n, c2, h * b, w * b])?)
+        one(reshaped(&t, vec![n, c2, h2, w2])?)
     }
 }
 
@@ -872,12 +875,13 @@ impl Eval for SpaceToDepth {
         if h % b != 0 || w % b != 0 {
             return invalid!("{h}×{w} is not divisible by the blocksize {b}");
         }
+        let c2 = dims_product(&[c, b, b])?;
         let view = [n, c, h / b, b, w / b, b];
         let t = match self.mode {
             DepthToSpaceMode::Dcr => permute(x, &view, &[0, 3, 5, 1, 2, 4]),
             DepthToSpaceMode::Crd => permute(x, &view, &[0, 1, 3, 5, 2, 4]),
         };
-        one(reshaped(&t, vec![n, c * b * b, h / b, w / b])?)
+        one(reshaped(&t, vec![n, c2, h / b, w / b])?)
     }
 }
 
@@ -1082,5 +1086,667 @@ impl Eval for BitCast {
         let t = Tensor::from_le_bytes(self.to, x.shape().to_vec(), &raw)
             .map_err(|e| OpError::Invalid(e.to_string()))?;
         one(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::interp::eval_op;
+    use crate::ops::infer::InferCx;
+    use crate::shape::{Shape as Dims, TensorType};
+
+    fn t(shape: &[usize], v: &[i64]) -> Tensor {
+        Tensor::from_vec(shape.to_vec(), v.to_vec())
+    }
+
+    fn f(shape: &[usize], v: &[f32]) -> Tensor {
+        Tensor::from_vec(shape.to_vec(), v.to_vec())
+    }
+
+    fn strs(v: &[&str]) -> Tensor {
+        let v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        Tensor::new(DType::Str, vec![v.len()], Data::Str(v)).unwrap()
+    }
+
+    /// Evaluates `op` with `outputs` outputs.
+    fn run_n(
+        op: impl Into<Op>,
+        inputs: &[Option<&Tensor>],
+        outputs: usize,
+    ) -> Result<Vec<Tensor>, OpError> {
+        let types = vec![TensorType::unknown_rank(DType::F32); outputs];
+        eval_op(&op.into(), inputs, &types)
+    }
+
+    fn run(op: impl Into<Op>, inputs: &[&Tensor]) -> Result<Tensor, OpError> {
+        let inputs: Vec<Option<&Tensor>> = inputs.iter().map(|&t| Some(t)).collect();
+        Ok(run_n(op, &inputs, 1)?.remove(0))
+    }
+
+    fn ints_of(t: &Tensor) -> (Vec<usize>, Vec<i64>) {
+        (t.shape().to_vec(), t.to_i64_vec())
+    }
+
+    fn sym(s: &str) -> Dim {
+        Dim::sym(s)
+    }
+
+    fn k(n: u64) -> Dim {
+        Dim::Known(n)
+    }
+
+    /// Infers `op` on inputs given as (type, known value).
+    fn infer(
+        op: impl Into<Op>,
+        inputs: &[(TensorType, Option<Tensor>)],
+        outputs: usize,
+    ) -> Result<Vec<TensorType>, OpError> {
+        let types: Vec<Option<TensorType>> = inputs.iter().map(|i| Some(i.0.clone())).collect();
+        let values: Vec<Option<Arc<Tensor>>> =
+            inputs.iter().map(|i| i.1.clone().map(Arc::new)).collect();
+        let cx = InferCx {
+            inputs: &types,
+            values: &values,
+            num_outputs: outputs,
+        };
+        op.into().infer(&cx)
+    }
+
+    fn ty(dtype: DType, dims: Vec<Dim>) -> TensorType {
+        TensorType::new(dtype, Dims::Ranked(dims))
+    }
+
+    fn value(v: &[i64]) -> (TensorType, Option<Tensor>) {
+        (
+            TensorType::known(DType::I64, &[v.len()]),
+            Some(t(&[v.len()], v)),
+        )
+    }
+
+    fn unknown_value(n: usize) -> (TensorType, Option<Tensor>) {
+        (TensorType::known(DType::I64, &[n]), None)
+    }
+
+    #[test]
+    fn reshape_resolves_zero_and_minus_one() {
+        let r =
+            |input: Vec<Dim>, target: &[i64], allowzero| reshape_dims(&input, target, allowzero);
+        assert_eq!(
+            r(vec![k(2), k(3), k(4)], &[0, -1], false).unwrap(),
+            vec![k(2), k(12)]
+        );
+        // Symbols that cancel still resolve -1.
+        assert_eq!(
+            r(vec![sym("N"), k(3), k(4)], &[0, -1], false).unwrap(),
+            vec![sym("N"), k(12)]
+        );
+        assert_eq!(
+            r(vec![sym("N"), k(3), k(4)], &[-1, 12], false).unwrap(),
+            vec![sym("N"), k(12)]
+        );
+        assert_eq!(
+            r(vec![sym("N"), sym("M")], &[-1], false).unwrap(),
+            vec![Dim::Unknown]
+        );
+        assert_eq!(
+            r(vec![k(0), k(3)], &[0, 3], true).unwrap(),
+            vec![k(0), k(3)]
+        );
+        assert!(r(vec![k(2), k(3)], &[0, -1], true).is_err());
+        assert!(r(vec![k(2), k(3)], &[-1, -1], false).is_err());
+        assert!(r(vec![k(2), k(3)], &[4, -1], false).is_err());
+        assert!(r(vec![k(2), k(3)], &[5], false).is_err());
+        assert!(r(vec![k(2)], &[1, 0], false).is_err());
+    }
+
+    #[test]
+    fn reshape_infers_from_known_target() {
+        let x = ty(DType::F32, vec![sym("B"), k(8), k(4)]);
+        let out = infer(
+            Reshape { allowzero: false },
+            &[(x.clone(), None), value(&[0, -1, 2])],
+            1,
+        )
+        .unwrap();
+        assert_eq!(out[0], ty(DType::F32, vec![sym("B"), k(16), k(2)]));
+        let out = infer(
+            Reshape { allowzero: false },
+            &[(x, None), unknown_value(3)],
+            1,
+        )
+        .unwrap();
+        assert_eq!(out[0], TensorType::with_rank(DType::F32, 3));
+    }
+
+    #[test]
+    fn slice_clamps_like_onnx() {
+        assert_eq!(slice_axis(10, -1, i64::MIN, -1).unwrap(), (9, 10));
+        assert_eq!(slice_axis(10, 0, i64::MAX, 3).unwrap(), (0, 4));
+        assert_eq!(slice_axis(5, 20, 0, -1).unwrap(), (4, 4));
+        assert_eq!(slice_axis(5, 1000, 2000, 1).unwrap(), (5, 0));
+        assert_eq!(slice_axis(5, -100, 2, 1).unwrap(), (0, 2));
+        assert_eq!(slice_axis(0, 0, -1, -1).unwrap(), (0, 0));
+        assert!(slice_axis(5, 0, 5, 0).is_err());
+
+        let x = t(&[3, 4], &(0..12).collect::<Vec<_>>());
+        let y = run(
+            Slice {},
+            &[
+                &x,
+                &t(&[2], &[-1, 3]),
+                &t(&[2], &[i64::MIN, 0]),
+                &t(&[2], &[0, 1]),
+                &t(&[2], &[-2, -1]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ints_of(&y), (vec![2, 3], vec![11, 10, 9, 3, 2, 1]));
+        // Repeated axes are rejected.
+        assert!(
+            run(
+                Slice {},
+                &[&x, &t(&[2], &[0, 0]), &t(&[2], &[1, 1]), &t(&[2], &[1, -1])]
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn slice_infers_whole_symbolic_axes() {
+        let x = ty(DType::F32, vec![sym("N"), k(10)]);
+        let out = infer(
+            Slice {},
+            &[(x.clone(), None), value(&[0, 2]), value(&[i64::MAX, -2])],
+            1,
+        )
+        .unwrap();
+        assert_eq!(out[0], ty(DType::F32, vec![sym("N"), k(6)]));
+        let out = infer(
+            Slice {},
+            &[(x.clone(), None), value(&[1]), value(&[i64::MAX])],
+            1,
+        )
+        .unwrap();
+        assert_eq!(out[0], ty(DType::F32, vec![Dim::Unknown, k(10)]));
+        // Unknown bounds on a known axis keep the other dims.
+        let out = infer(
+            Slice {},
+            &[(x, None), unknown_value(1), unknown_value(1), value(&[1])],
+            1,
+        )
+        .unwrap();
+        assert_eq!(out[0], ty(DType::F32, vec![sym("N"), Dim::Unknown]));
+    }
+
+    #[test]
+    fn pad_modes() {
+        let x = t(&[3], &[1, 2, 3]);
+        let pads = t(&[2], &[2, 2]);
+        let pad = |mode| run(Pad { mode }, &[&x, &pads]).unwrap().to_i64_vec();
+        assert_eq!(pad(PadMode::Constant), vec![0, 0, 1, 2, 3, 0, 0]);
+        assert_eq!(pad(PadMode::Reflect), vec![3, 2, 1, 2, 3, 2, 1]);
+        assert_eq!(pad(PadMode::Edge), vec![1, 1, 1, 2, 3, 3, 3]);
+        assert_eq!(pad(PadMode::Wrap), vec![2, 3, 1, 2, 3, 1, 2]);
+        // Reflecting further than the data bounces back and forth.
+        let far = run(
+            Pad {
+                mode: PadMode::Reflect,
+            },
+            &[&x, &t(&[2], &[0, 5])],
+        )
+        .unwrap();
+        assert_eq!(far.to_i64_vec(), vec![1, 2, 3, 2, 1, 2, 3, 2]);
+        // Negative pads crop; the constant comes from input 2.
+        let y = run(
+            Pad {
+                mode: PadMode::Constant,
+            },
+            &[&x, &t(&[2], &[-1, 1]), &Tensor::scalar(9i64)],
+        )
+        .unwrap();
+        assert_eq!(y.to_i64_vec(), vec![2, 3, 9]);
+        assert!(
+            run(
+                Pad {
+                    mode: PadMode::Constant
+                },
+                &[&x, &t(&[2], &[-2, -2])]
+            )
+            .is_err()
+        );
+        // Axes select what the pads apply to; strings pad with "".
+        let m = t(&[2, 2], &[1, 2, 3, 4]);
+        let y = run(
+            Pad {
+                mode: PadMode::Edge,
+            },
+            &[
+                &m,
+                &t(&[2], &[1, 0]),
+                &Tensor::scalar(0i64),
+                &t(&[1], &[-1]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ints_of(&y), (vec![2, 3], vec![1, 1, 2, 3, 3, 4]));
+        let s = run(
+            Pad {
+                mode: PadMode::Constant,
+            },
+            &[&strs(&["a"]), &t(&[2], &[1, 0])],
+        )
+        .unwrap();
+        assert_eq!(s.as_strings().unwrap(), &["".to_string(), "a".to_string()]);
+    }
+
+    #[test]
+    fn gather_checks_indices() {
+        let x = t(&[3, 2], &[1, 2, 3, 4, 5, 6]);
+        let y = run(Gather { axis: 0 }, &[&x, &t(&[2], &[-1, 0])]).unwrap();
+        assert_eq!(ints_of(&y), (vec![2, 2], vec![5, 6, 1, 2]));
+        let y = run(Gather { axis: 1 }, &[&x, &Tensor::scalar(1i64)]).unwrap();
+        assert_eq!(ints_of(&y), (vec![3], vec![2, 4, 6]));
+        assert!(run(Gather { axis: 0 }, &[&x, &t(&[1], &[3])]).is_err());
+        assert!(run(Gather { axis: 0 }, &[&x, &t(&[1], &[-4])]).is_err());
+        assert!(run(Gather { axis: 2 }, &[&x, &t(&[1], &[0])]).is_err());
+        let e = run(GatherElements { axis: 1 }, &[&x, &t(&[3, 1], &[1, 0, -1])]).unwrap();
+        assert_eq!(e.to_i64_vec(), vec![2, 3, 6]);
+    }
+
+    #[test]
+    fn split_sizes() {
+        assert_eq!(split_even(5, 3).unwrap(), vec![2, 2, 1]);
+        assert_eq!(split_even(6, 3).unwrap(), vec![2, 2, 2]);
+        assert!(split_even(5, 4).is_err());
+        let x = t(&[5], &[1, 2, 3, 4, 5]);
+        let parts = run_n(
+            Split {
+                axis: 0,
+                num_outputs: Some(3),
+            },
+            &[Some(&x)],
+            3,
+        )
+        .unwrap();
+        let v: Vec<Vec<i64>> = parts.iter().map(|p| p.to_i64_vec()).collect();
+        assert_eq!(v, vec![vec![1, 2], vec![3, 4], vec![5]]);
+        let sizes = t(&[2], &[4, 1]);
+        let parts = run_n(
+            Split {
+                axis: -1,
+                num_outputs: None,
+            },
+            &[Some(&x), Some(&sizes)],
+            2,
+        )
+        .unwrap();
+        assert_eq!(parts[1].to_i64_vec(), vec![5]);
+        assert!(
+            run_n(
+                Split {
+                    axis: 0,
+                    num_outputs: None
+                },
+                &[Some(&x), Some(&t(&[2], &[4, 2]))],
+                2
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn scatter_reductions() {
+        let data = Tensor::from_vec(vec![3], vec![100i8, 2, 3]);
+        let upd = Tensor::from_vec(vec![2], vec![2i8, 5]);
+        let ind = t(&[2], &[0, 0]);
+        let y = run(
+            ScatterElements {
+                axis: 0,
+                reduction: ScatterReduction::Mul,
+            },
+            &[&data, &ind, &upd],
+        )
+        .unwrap();
+        // 100 * 2 * 5 = 1000 wraps to -24 in i8.
+        assert_eq!(y.as_slice::<i8>().unwrap(), &[-24, 2, 3]);
+        let y = run(
+            ScatterElements {
+                axis: 0,
+                reduction: ScatterReduction::None,
+            },
+            &[&data, &t(&[2], &[-1, 1]), &upd],
+        )
+        .unwrap();
+        assert_eq!(y.as_slice::<i8>().unwrap(), &[100, 5, 2]);
+        assert!(
+            run(
+                ScatterElements {
+                    axis: 0,
+                    reduction: ScatterReduction::None
+                },
+                &[&data, &t(&[2], &[3, 1]), &upd]
+            )
+            .is_err()
+        );
+
+        let data = f(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        let ind = t(&[2, 1], &[1, 1]);
+        let upd = f(&[2, 2], &[10.0, 20.0, 30.0, 40.0]);
+        let y = run(
+            ScatterND {
+                reduction: ScatterReduction::Add,
+            },
+            &[&data, &ind, &upd],
+        )
+        .unwrap();
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[1.0, 2.0, 43.0, 64.0]);
+        let y = run(
+            ScatterND {
+                reduction: ScatterReduction::Max,
+            },
+            &[&data, &t(&[1, 2], &[0, 1]), &f(&[1], &[-5.0])],
+        )
+        .unwrap();
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn gather_nd_with_batch_dims() {
+        // data[b, i, j]; indices pick (i, j) per batch.
+        let x = t(&[2, 2, 2], &[0, 1, 2, 3, 4, 5, 6, 7]);
+        let ind = t(&[2, 1, 2], &[1, 0, 0, 1]);
+        let y = run(GatherND { batch_dims: 1 }, &[&x, &ind]).unwrap();
+        assert_eq!(ints_of(&y), (vec![2, 1], vec![2, 5]));
+        let y = run(GatherND { batch_dims: 0 }, &[&x, &t(&[1, 1], &[1])]).unwrap();
+        assert_eq!(ints_of(&y), (vec![1, 2, 2], vec![4, 5, 6, 7]));
+        assert!(run(GatherND { batch_dims: 0 }, &[&x, &t(&[1, 1], &[2])]).is_err());
+    }
+
+    #[test]
+    fn depth_space_modes() {
+        let x = t(&[1, 8, 1, 1], &(0..8).collect::<Vec<_>>());
+        let d2s = |mode| run(DepthToSpace { blocksize: 2, mode }, &[&x]).unwrap();
+        assert_eq!(
+            ints_of(&d2s(DepthToSpaceMode::Dcr)),
+            (vec![1, 2, 2, 2], vec![0, 2, 4, 6, 1, 3, 5, 7])
+        );
+        assert_eq!(
+            ints_of(&d2s(DepthToSpaceMode::Crd)),
+            (vec![1, 2, 2, 2], vec![0, 1, 2, 3, 4, 5, 6, 7])
+        );
+        // SpaceToDepth undoes DepthToSpace in the same mode.
+        for mode in [DepthToSpaceMode::Dcr, DepthToSpaceMode::Crd] {
+            let back = run(SpaceToDepth { blocksize: 2, mode }, &[&d2s(mode)]).unwrap();
+            assert_eq!(back, x);
+        }
+        assert!(
+            run(
+                DepthToSpace {
+                    blocksize: 3,
+                    mode: DepthToSpaceMode::Dcr
+                },
+                &[&x]
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn trilu_and_eye() {
+        let x = t(&[3, 3], &(0..9).collect::<Vec<_>>());
+        let y = run(Trilu { upper: true }, &[&x, &Tensor::scalar(1i64)]).unwrap();
+        assert_eq!(y.to_i64_vec(), vec![0, 1, 2, 0, 0, 5, 0, 0, 0]);
+        let y = run(Trilu { upper: false }, &[&x, &Tensor::scalar(-1i64)]).unwrap();
+        assert_eq!(y.to_i64_vec(), vec![0, 0, 0, 3, 0, 0, 6, 7, 0]);
+        let e = run(
+            EyeLike {
+                dtype: Some(DType::Bool),
+                k: -1,
+            },
+            &[&f(&[2, 3], &[0.0; 6])],
+        )
+        .unwrap();
+        assert_eq!(
+            e.as_slice::<bool>().unwrap(),
+            &[false, false, false, true, false, false]
+        );
+    }
+
+    #[test]
+    fn unique_matches_spec_examples() {
+        let x = t(&[6], &[2, 1, 1, 3, 4, 3]);
+        let out = run_n(
+            Unique {
+                axis: None,
+                sorted: false,
+            },
+            &[Some(&x)],
+            4,
+        )
+        .unwrap();
+        let v: Vec<Vec<i64>> = out.iter().map(|o| o.to_i64_vec()).collect();
+        assert_eq!(
+            v,
+            vec![
+                vec![2, 1, 3, 4],
+                vec![0, 1, 3, 4],
+                vec![0, 1, 1, 2, 3, 2],
+                vec![1, 2, 2, 1]
+            ]
+        );
+        let x = t(&[2, 2], &[1, 3, 2, 3]);
+        let out = run_n(
+            Unique {
+                axis: None,
+                sorted: true,
+            },
+            &[Some(&x)],
+            4,
+        )
+        .unwrap();
+        let v: Vec<Vec<i64>> = out.iter().map(|o| o.to_i64_vec()).collect();
+        assert_eq!(
+            v,
+            vec![
+                vec![1, 2, 3],
+                vec![0, 2, 1],
+                vec![0, 2, 1, 2],
+                vec![1, 1, 2]
+            ]
+        );
+        let x = t(&[3, 3], &[1, 0, 0, 1, 0, 0, 2, 3, 4]);
+        let out = run_n(
+            Unique {
+                axis: Some(0),
+                sorted: true,
+            },
+            &[Some(&x)],
+            4,
+        )
+        .unwrap();
+        assert_eq!(ints_of(&out[0]), (vec![2, 3], vec![1, 0, 0, 2, 3, 4]));
+        assert_eq!(out[2].to_i64_vec(), vec![0, 0, 1]);
+        assert_eq!(out[3].to_i64_vec(), vec![2, 1]);
+    }
+
+    #[test]
+    fn range_one_hot_crop_reverse() {
+        let r = run(
+            Range {},
+            &[
+                &Tensor::scalar(10i32),
+                &Tensor::scalar(4i32),
+                &Tensor::scalar(-3i32),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.as_slice::<i32>().unwrap(), &[10, 7]);
+        let r = run(
+            Range {},
+            &[
+                &Tensor::scalar(1.0f64),
+                &Tensor::scalar(2.0f64),
+                &Tensor::scalar(0.25f64),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.as_slice::<f64>().unwrap(), &[1.0, 1.25, 1.5, 1.75]);
+        assert!(
+            run(
+                Range {},
+                &[
+                    &Tensor::scalar(0i64),
+                    &Tensor::scalar(4i64),
+                    &Tensor::scalar(0i64)
+                ]
+            )
+            .is_err()
+        );
+
+        let y = run(
+            OneHot { axis: -1 },
+            &[
+                &t(&[3], &[1, -1, 5]),
+                &Tensor::scalar(3i64),
+                &t(&[2], &[0, 9]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ints_of(&y), (vec![3, 3], vec![0, 9, 0, 0, 0, 9, 0, 0, 0]));
+        let y = run(
+            OneHot { axis: 0 },
+            &[
+                &t(&[2], &[0, 1]),
+                &Tensor::scalar(2.0f32),
+                &t(&[2], &[0, 1]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ints_of(&y), (vec![2, 2], vec![1, 0, 0, 1]));
+
+        let crop = run(
+            CenterCropPad { axes: None },
+            &[&t(&[5], &[1, 2, 3, 4, 5]), &t(&[1], &[2])],
+        )
+        .unwrap();
+        assert_eq!(crop.to_i64_vec(), vec![2, 3]);
+        let pad = run(
+            CenterCropPad { axes: None },
+            &[&t(&[2], &[1, 2]), &t(&[1], &[5])],
+        )
+        .unwrap();
+        assert_eq!(pad.to_i64_vec(), vec![0, 1, 2, 0, 0]);
+
+        let x = t(&[4, 4], &(0..16).collect::<Vec<_>>());
+        let op = ReverseSequence {
+            batch_axis: 0,
+            time_axis: 1,
+        };
+        let y = run(op, &[&x, &t(&[4], &[1, 2, 3, 4])]).unwrap();
+        assert_eq!(
+            y.to_i64_vec(),
+            vec![0, 1, 2, 3, 5, 4, 6, 7, 10, 9, 8, 11, 15, 14, 13, 12]
+        );
+    }
+
+    #[test]
+    fn movement_keeps_any_dtype() {
+        let s = strs(&["a", "b", "c", "d"]);
+        let s2 = run(Reshape { allowzero: false }, &[&s, &t(&[2], &[2, -1])]).unwrap();
+        let tr = run(Transpose { perm: None }, &[&s2]).unwrap();
+        assert_eq!(
+            tr.as_strings().unwrap(),
+            &["a", "c", "b", "d"].map(String::from)
+        );
+        let c = run(Concat { axis: 1 }, &[&s2, &s2]).unwrap();
+        assert_eq!(c.shape(), &[2, 4]);
+        assert_eq!(
+            c.as_strings().unwrap()[4..],
+            ["c", "d", "c", "d"].map(String::from)
+        );
+        let tile = run(Tile {}, &[&t(&[2], &[1, 2]), &t(&[1], &[3])]).unwrap();
+        assert_eq!(tile.to_i64_vec(), vec![1, 2, 1, 2, 1, 2]);
+        let b = run(BitCast { to: DType::I32 }, &[&f(&[1], &[1.0])]).unwrap();
+        assert_eq!(b.as_slice::<i32>().unwrap(), &[0x3f80_0000]);
+        assert!(run(BitCast { to: DType::I64 }, &[&f(&[1], &[1.0])]).is_err());
+        let nz = run(NonZero {}, &[&t(&[2, 2], &[0, 3, 4, 0])]).unwrap();
+        assert_eq!(ints_of(&nz), (vec![2, 2], vec![0, 1, 1, 0]));
+    }
+
+    #[test]
+    fn tensor_scatter_linear_and_circular() {
+        let past = t(&[2, 4, 1], &[0; 8]);
+        let upd = t(&[2, 2, 1], &[1, 2, 3, 4]);
+        let w = t(&[2], &[1, 3]);
+        let op = |mode| TensorScatter { axis: -2, mode };
+        let y = run(op(TensorScatterMode::Circular), &[&past, &upd, &w]).unwrap();
+        assert_eq!(y.to_i64_vec(), vec![0, 1, 2, 0, 4, 0, 0, 3]);
+        assert!(run(op(TensorScatterMode::Linear), &[&past, &upd, &w]).is_err());
+    }
+
+    #[test]
+    fn inference_uses_known_values() {
+        let x = ty(DType::F32, vec![sym("N"), k(1), k(3)]);
+        let out = infer(Squeeze {}, &[(x.clone(), None), value(&[1])], 1).unwrap();
+        assert_eq!(out[0], ty(DType::F32, vec![sym("N"), k(3)]));
+        assert!(infer(Squeeze {}, &[(x.clone(), None), value(&[2])], 1).is_err());
+        let out = infer(Unsqueeze {}, &[(x.clone(), None), value(&[-1, 0])], 1).unwrap();
+        assert_eq!(
+            out[0],
+            ty(DType::F32, vec![k(1), sym("N"), k(1), k(3), k(1)])
+        );
+        let out = infer(
+            Shape {
+                start: -2,
+                end: None,
+            },
+            &[(x.clone(), None)],
+            1,
+        )
+        .unwrap();
+        assert_eq!(out[0], TensorType::known(DType::I64, &[2]));
+        let out = infer(Expand {}, &[(x.clone(), None), value(&[2, 1, 4, 3])], 1).unwrap();
+        assert_eq!(out[0], ty(DType::F32, vec![k(2), sym("N"), k(4), k(3)]));
+        let out = infer(Expand {}, &[(x.clone(), None), unknown_value(3)], 1).unwrap();
+        assert_eq!(
+            out[0],
+            ty(DType::F32, vec![Dim::Unknown, Dim::Unknown, k(3)])
+        );
+        let out = infer(Tile {}, &[(x.clone(), None), value(&[1, 4, 2])], 1).unwrap();
+        assert_eq!(out[0], ty(DType::F32, vec![sym("N"), k(4), k(6)]));
+        let out = infer(
+            Pad {
+                mode: PadMode::Constant,
+            },
+            &[
+                (x.clone(), None),
+                value(&[1, -1]),
+                (TensorType::known(DType::F32, &[]), None),
+                value(&[2]),
+            ],
+            1,
+        )
+        .unwrap();
+        assert_eq!(out[0], ty(DType::F32, vec![sym("N"), k(1), k(3)]));
+        let out = infer(ConstantOfShape { value: None }, &[unknown_value(2)], 1).unwrap();
+        assert_eq!(out[0], TensorType::with_rank(DType::F32, 2));
+        let out = infer(Flatten { axis: -1 }, &[(x.clone(), None)], 1).unwrap();
+        assert_eq!(out[0], ty(DType::F32, vec![sym("N"), k(3)]));
+        let y = ty(DType::F32, vec![sym("N"), k(2), k(3)]);
+        let out = infer(Concat { axis: 1 }, &[(x.clone(), None), (y, None)], 1).unwrap();
+        assert_eq!(out[0], ty(DType::F32, vec![sym("N"), k(3), k(3)]));
+        let out = infer(
+            Split {
+                axis: 2,
+                num_outputs: None,
+            },
+            &[(x, None)],
+            2,
+        )
+        .unwrap();
+        assert_eq!(out[1], ty(DType::F32, vec![sym("N"), k(1), k(1)]));
     }
 }

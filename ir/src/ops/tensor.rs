@@ -97,6 +97,10 @@ pub mod rules {
                         );
                     }
                     out[at] = Dim::Known(in_known / out_known);
+                } else if all_matched && rest.len() == 1 && in_known == out_known && out_known != 0
+                {
+                    // The one symbol left over is what -1 stands for.
+                    out[at] = rest.swap_remove(0);
                 }
             }
             None => {
@@ -204,7 +208,7 @@ pub mod rules {
         let huge = MAX_ELEMENTS as i64;
         let whole = match step {
             1 => (start == 0 || start <= -huge) && end >= huge,
-            -1 => (start == -1 || start >= huge) && end <= -huge - 1,
+            -1 => (start == -1 || start >= huge) && end < -huge,
             _ => false,
         };
         if whole { d.clone() } else { Dim::Unknown }
@@ -326,6 +330,15 @@ pub mod rules {
             return invalid!("flatten axis {axis} is out of range for rank {rank}");
         }
         Ok(a as usize)
+    }
+
+    /// DepthToSpace/SpaceToDepth's blocksize, small enough that its square
+    /// cannot overflow.
+    pub fn blocksize(b: i64) -> Result<u64, OpError> {
+        if b <= 0 || b > u32::MAX as i64 {
+            return invalid!("blocksize {b} is out of range");
+        }
+        Ok(b as u64)
     }
 
     /// Transpose's permutation: the given one, checked, or the reversal.
@@ -574,7 +587,7 @@ impl Infer for Concat {
             for (d, (o, x)) in out.iter_mut().zip(dims).enumerate() {
                 if d == axis {
                     match x {
-                        Dim::Known(n) => total = total.map(|t| t + n),
+                        Dim::Known(n) => total = total.and_then(|t| t.checked_add(*n)),
                         _ => sum_syms.push(x.clone()),
                     }
                 } else {
@@ -634,15 +647,20 @@ impl Infer for Split {
                     return invalid!("negative split size in {split:?}");
                 }
                 if let Dim::Known(d) = dims[axis]
-                    && split.iter().sum::<i64>() as u64 != d
+                    && split.iter().map(|&s| s as i128).sum::<i128>() != d as i128
                 {
                     return invalid!("split sizes {split:?} do not add up to {d}");
                 }
                 split.iter().map(|&s| Dim::Known(s as u64)).collect()
             }
             (Some(_), None) => vec![Dim::Unknown; n],
+            // A split that cannot happen is left for evaluation to report:
+            // it may sit in a branch that never runs.
             (None, _) => match &dims[axis] {
-                Dim::Known(d) => split_even(*d, n)?.into_iter().map(Dim::Known).collect(),
+                Dim::Known(d) => match split_even(*d, n) {
+                    Ok(sizes) => sizes.into_iter().map(Dim::Known).collect(),
+                    Err(_) => vec![Dim::Unknown; n],
+                },
                 d if n == 1 => vec![d.clone()],
                 _ => vec![Dim::Unknown; n],
             },
@@ -676,10 +694,15 @@ impl Infer for Slice {
         let (Some(Some(starts)), Some(Some(ends)), Some(axes), Some(steps)) =
             (known(1), known(2), known(3), known(4))
         else {
-            // Without the axes only the rank is known; with them, the other
-            // dims are kept.
+            // Without known bounds the sliced axes become unknown; the others
+            // keep their dims when it is known which axes are sliced.
             let mut out = vec![Dim::Unknown; dims.len()];
-            if let Some(Some(axes)) = known(3) {
+            let axes = match known(3) {
+                Some(Some(axes)) => Some(axes),
+                Some(None) => len_1d(cx, 1).map(|n| (0..n.min(dims.len()) as i64).collect()),
+                None => None,
+            };
+            if let Some(axes) = axes {
                 let axes = unique_axes(&axes, dims.len())?;
                 for (i, o) in out.iter_mut().enumerate() {
                     if !axes.contains(&i) {
@@ -1040,13 +1063,6 @@ fn dims4<'a>(cx: &InferCx<'a>, what: &str) -> Result<Option<&'a [Dim]>, OpError>
         Some(d) => invalid!("{what} needs a 4-D input, not rank {}", d.len()),
         None => Ok(None),
     }
-}
-
-fn blocksize(b: i64) -> Result<u64, OpError> {
-    if b <= 0 {
-        return invalid!("blocksize {b} must be positive");
-    }
-    Ok(b as u64)
 }
 
 /// A dim divided by `k`, which must divide it when it is known.

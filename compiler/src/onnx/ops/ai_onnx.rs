@@ -55,6 +55,8 @@ pub(super) fn register(reg: &mut dyn FnMut(&'static str, Build)) {
     reg("DequantizeLinear", quantize);
     reg("LpPool", lp_pool);
     reg("GlobalLpPool", lp_pool);
+    reg("Reshape", reshape);
+    reg("Concat", concat);
 }
 
 /// Moves an int or ints attribute to a constant input at `index`.
@@ -421,5 +423,22 @@ fn prelu(mut cx: NodeCx) -> Result<(), ImportError> {
         cx.set_input(1, Some(slope));
     }
     cx.attrs.remove("consumed_inputs");
+    generic(cx)
+}
+
+/// Before opset 5, Reshape took its target shape as an attribute.
+fn reshape(mut cx: NodeCx) -> Result<(), ImportError> {
+    if cx.opset < 5 {
+        cx.attrs.remove("consumed_inputs");
+        attr_to_input(&mut cx, "shape", 1)?;
+    }
+    generic(cx)
+}
+
+/// Before opset 4, Concat's axis was optional and defaulted to 1.
+fn concat(mut cx: NodeCx) -> Result<(), ImportError> {
+    if cx.opset < 4 && cx.attrs.get("axis").is_none() {
+        cx.attrs.insert("axis", AttrValue::Int(1));
+    }
     generic(cx)
 }
