@@ -4,6 +4,8 @@
 //! its f64 kernel), so whole models run fast; integer products are plain
 //! loops in i64 that wrap like ONNX integer math.
 
+use std::borrow::Cow;
+
 use half::{bf16, f16};
 
 use super::kernels::*;
@@ -39,6 +41,20 @@ impl Layout {
     }
 }
 
+/// `Σ x(p) · y(p)` for `p < k`, in four interleaved sums so the loop
+/// pipelines.
+fn dot(k: usize, x: impl Fn(usize) -> f64, y: impl Fn(usize) -> f64) -> f64 {
+    let mut s = [0.0; 4];
+    let full = k - k % 4;
+    for p in (0..full).step_by(4) {
+        for (l, s) in s.iter_mut().enumerate() {
+            *s += x(p + l) * y(p + l);
+        }
+    }
+    let tail: f64 = (full..k).map(|p| x(p) * y(p)).sum();
+    (s[0] + s[1]) + (s[2] + s[3]) + tail
+}
+
 macro_rules! float_gemm {
     ($name:ident, $ty:ty, $kernel:path) => {
         /// `c ← alpha · a b + beta · c` for an `m` × `k` matrix `a`, a
@@ -60,6 +76,34 @@ macro_rules! float_gemm {
             }
             if k == 0 {
                 c[..m * n].iter_mut().for_each(|x| *x *= beta);
+                return;
+            }
+            if m == 1 {
+                // A vector times a matrix (a batch-1 dense layer): one pass
+                // over B beats packing it for the kernel.
+                let mut acc = vec![0f64; n];
+                if lb.cs == 1 {
+                    for p in 0..k {
+                        let x = a[p * la.cs] as f64;
+                        let row = &b[p * lb.rs..][..n];
+                        acc.iter_mut()
+                            .zip(row)
+                            .for_each(|(y, &w)| *y += x * w as f64);
+                    }
+                } else {
+                    for (j, y) in acc.iter_mut().enumerate() {
+                        *y = dot(
+                            k,
+                            |p| a[p * la.cs] as f64,
+                            |p| b[p * lb.rs + j * lb.cs] as f64,
+                        );
+                    }
+                }
+                let (alpha, beta) = (alpha as f64, beta as f64);
+                for (c, y) in c[..n].iter_mut().zip(acc) {
+                    let prior = if beta == 0.0 { 0.0 } else { beta * *c as f64 };
+                    *c = (alpha * y + prior) as $ty;
+                }
                 return;
             }
             // SAFETY: the assert above keeps every element the kernel reads
@@ -132,17 +176,17 @@ fn from_i64(dtype: DType, shape: Vec<usize>, v: Vec<i64>) -> Tensor {
 
 /// The numeric payload of a product's operand, converted for the kernel
 /// of its dtype.
-enum Operand {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
+enum Operand<'a> {
+    F32(&'a [f32]),
+    F64(Cow<'a, [f64]>),
     Int(Vec<i64>),
 }
 
-fn operand(t: &Tensor, what: &str) -> Result<Operand, OpError> {
+fn operand<'a>(t: &'a Tensor, what: &str) -> Result<Operand<'a>, OpError> {
     Ok(match t.data() {
-        Data::F32(v) => Operand::F32(v.clone()),
-        Data::F64(v) => Operand::F64(v.clone()),
-        Data::F16(_) | Data::BF16(_) => Operand::F64(t.to_f64_vec()),
+        Data::F32(v) => Operand::F32(v),
+        Data::F64(v) => Operand::F64(Cow::Borrowed(v)),
+        Data::F16(_) | Data::BF16(_) => Operand::F64(Cow::Owned(t.to_f64_vec())),
         _ if t.dtype().is_int() && !t.dtype().is_packed() => Operand::Int(int_vec(t)),
         _ => return unsupported!("{what} on {} tensors", t.dtype()),
     })
@@ -367,7 +411,7 @@ impl Eval for Gemm {
                         *o = (beta * cv[i] as f64) as f32;
                     }
                 }
-                sgemm(dims, alpha as f32, &x, la, &y, lb, 1.0, &mut out);
+                sgemm(dims, alpha as f32, x, la, y, lb, 1.0, &mut out);
                 Tensor::from_vec(vec![m, n], out)
             }
             (Operand::F64(x), Operand::F64(y)) => {
