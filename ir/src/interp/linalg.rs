@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use half::{bf16, f16};
 
 use super::kernels::*;
+use super::reduce::checked_len;
 use super::{Eval, EvalCx};
 use crate::dtype::DType;
 use crate::ops::*;
@@ -232,6 +233,7 @@ impl MatMulPlan {
         }
         let (ba, bb) = (&sa[..ra.saturating_sub(2)], &sb[..rb.saturating_sub(2)]);
         let batch = broadcast_shapes(&[ba, bb])?;
+        checked_len(&batch)?;
         let mut out_shape = batch.clone();
         if ra >= 2 {
             out_shape.push(m);
@@ -239,8 +241,7 @@ impl MatMulPlan {
         if rb >= 2 {
             out_shape.push(n);
         }
-        let dims: Vec<i64> = out_shape.iter().map(|&d| d as i64).collect();
-        checked_shape(&dims)?;
+        checked_len(&out_shape)?;
         let batches = broadcast_index(ba, &batch)
             .into_iter()
             .zip(broadcast_index(bb, &batch))
@@ -338,6 +339,10 @@ impl Eval for MatMulInteger {
             }
         }
         let p = MatMulPlan::new(a.shape(), b.shape())?;
+        if p.batches.is_empty() || p.m * p.n == 0 {
+            return one(Tensor::zeros(DType::I32, p.out_shape)
+                .map_err(|e| OpError::Invalid(e.to_string()))?);
+        }
         let (m, k, n) = p.dims();
         let (ba, bb) = (a.numel() / (m * k).max(1), b.numel() / (k * n).max(1));
         let za = zero_point(cx.opt_input(2), m, ba, "a_zero_point")?;
@@ -387,6 +392,7 @@ impl Eval for Gemm {
                 b.shape()
             );
         }
+        checked_len(&[m, n])?;
         // C, broadcast to the output.
         let c = match cx.opt_input(2) {
             Some(c) => {
@@ -540,6 +546,24 @@ impl Eval for Einsum {
             return invalid!("Einsum operands have different types");
         }
         let ranks: Vec<usize> = ts.iter().map(|t| t.rank()).collect();
+        if ts.iter().any(|t| t.numel() == 0) {
+            // Einsum sums products, so an empty operand gives zeros (or
+            // an empty output); only the output's shape needs working out.
+            let plan = EinsumPlan::new(&self.equation, &ranks)?;
+            let mut size = vec![1usize; plan.num_labels];
+            for (labels, t) in plan.inputs.iter().zip(&ts) {
+                for (&l, &d) in labels.iter().zip(t.shape()) {
+                    if size[l] == 1 || d == 0 {
+                        size[l] = d;
+                    }
+                }
+            }
+            let out_shape: Vec<usize> = plan.output.iter().map(|&l| size[l]).collect();
+            checked_len(&out_shape)?;
+            return one(
+                Tensor::zeros(dtype, out_shape).map_err(|e| OpError::Invalid(e.to_string()))?
+            );
+        }
         let plan = EinsumPlan::new(&self.equation, &ranks)?;
         // Each label's extent; unit dims broadcast.
         let mut size = vec![1usize; plan.num_labels];
@@ -567,6 +591,7 @@ impl Eval for Einsum {
             return unsupported!("Einsum with more than {EINSUM_LIMIT} terms");
         }
         let out_shape: Vec<usize> = plan.output.iter().map(|&l| size[l]).collect();
+        checked_len(&out_shape)?;
         let out_len = out_shape.iter().product();
         let mut out_strides = strides(&out_shape);
         out_strides.resize(order.len(), 0);
@@ -650,7 +675,11 @@ impl Eval for Det {
         let n = x.shape()[r - 1];
         let v = x.to_f64_vec();
         let out_shape = x.shape()[..r - 2].to_vec();
-        let count: usize = out_shape.iter().product();
+        let count = checked_len(&out_shape)?;
+        if n == 0 {
+            // The determinant of a 0 × 0 matrix is 1.
+            return one(float_out(x.dtype(), out_shape, vec![1.0; count])?);
+        }
         let out = (0..count)
             .map(|b| det(v[b * n * n..(b + 1) * n * n].to_vec(), n))
             .collect();
@@ -763,5 +792,24 @@ mod tests {
         assert_eq!(y.as_slice::<f32>().unwrap(), &[-2., -1.]);
         assert_eq!(det(vec![2., 0., 0., 0., 3., 0., 0., 0., 4.], 3), 24.0);
         assert_eq!(det(vec![], 0), 1.0);
+        let empty = f32s(&[2, 0, 0], &[]);
+        assert_eq!(eval(Det {}, &[&empty]).unwrap()[0].to_f64_vec(), [1., 1.]);
+    }
+
+    #[test]
+    fn empty_products() {
+        // A zero-length inner dim sums nothing: zeros.
+        let a = f32s(&[2, 0], &[]);
+        let b = f32s(&[0, 3], &[]);
+        let y = &eval(MatMul {}, &[&a, &b]).unwrap()[0];
+        assert_eq!((y.shape(), y.to_f64_vec()), (&[2, 3][..], vec![0.; 6]));
+        let e = Einsum {
+            equation: "ij,jk->ik".into(),
+        };
+        assert_eq!(eval(e, &[&a, &b]).unwrap()[0].to_f64_vec(), vec![0.; 6]);
+        let ai = Tensor::from_vec(vec![2, 0], Vec::<u8>::new());
+        let bi = Tensor::from_vec(vec![0, 1], Vec::<u8>::new());
+        let y = &eval(MatMulInteger {}, &[&ai, &bi]).unwrap()[0];
+        assert_eq!(y.as_slice::<i32>().unwrap(), &[0, 0]);
     }
 }

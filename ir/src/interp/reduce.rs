@@ -16,6 +16,17 @@ fn one(t: Tensor) -> Result<Vec<Tensor>, OpError> {
     Ok(vec![t])
 }
 
+/// The element count of a shape computed from inputs, checked against
+/// overflow and Saturn's element limit. Ops call it before indexing
+/// arithmetic on shapes that may hold a 0 next to huge dims.
+pub(super) fn checked_len(shape: &[usize]) -> Result<usize, OpError> {
+    let dims: Vec<i64> = shape
+        .iter()
+        .map(|&d| i64::try_from(d).unwrap_or(-1))
+        .collect();
+    Ok(checked_shape(&dims)?.iter().product())
+}
+
 /// The elements of a real tensor in the form kernels compute with: floats
 /// as f64, integers and bools as i128.
 pub(crate) enum Nums {
@@ -235,13 +246,20 @@ fn reduce(
     if axes.is_empty() && noop_with_empty_axes {
         return one(x.clone());
     }
-    let shape = x.shape();
     let axes = if axes.is_empty() {
-        (0..shape.len()).collect()
+        (0..x.rank()).collect()
     } else {
-        reduction_axes(&axes, shape.len())?
+        reduction_axes(&axes, x.rank())?
     };
-    let out_shape = reduced_dims(shape, &axes, keepdims, 1);
+    let out_shape = reduced_dims(x.shape(), &axes, keepdims, 1);
+    let out_len = checked_len(&out_shape)?;
+    // An empty input reduces like an [out_len, 0] one: to the identity.
+    let (shape, axes) = if x.numel() == 0 {
+        (vec![out_len, 0], vec![1])
+    } else {
+        (x.shape().to_vec(), axes)
+    };
+    let shape = shape.as_slice();
     let dtype = x.dtype();
     let v = match nums(x, what)? {
         Nums::Int(v) if kind.int_exact() => {
@@ -342,22 +360,25 @@ fn arg_reduce(
 ) -> Result<Vec<Tensor>, OpError> {
     let x = cx.input(0)?;
     let a = axis(a, x.rank())?;
-    let lanes = split_at_axis(x.shape(), a);
-    if lanes.1 == 0 && lanes.0 * lanes.2 > 0 {
-        return invalid!("{what} of an empty axis");
-    }
-    let best = match nums(x, what)? {
-        Nums::Float(v) if max => arg_best(&v, lanes, last, cmp_nan_high),
-        Nums::Float(v) => arg_best(&v, lanes, last, |c, b| cmp_nan_low(b, c)),
-        Nums::Int(v) if max => arg_best(&v, lanes, last, |c, b| c.cmp(&b)),
-        Nums::Int(v) => arg_best(&v, lanes, last, |c, b| b.cmp(&c)),
-    };
     let mut shape = x.shape().to_vec();
     if keepdims {
         shape[a] = 1;
     } else {
         shape.remove(a);
     }
+    if x.numel() == 0 {
+        if checked_len(&shape)? > 0 {
+            return invalid!("{what} of an empty axis");
+        }
+        return one(Tensor::from_vec(shape, Vec::<i64>::new()));
+    }
+    let lanes = split_at_axis(x.shape(), a);
+    let best = match nums(x, what)? {
+        Nums::Float(v) if max => arg_best(&v, lanes, last, cmp_nan_high),
+        Nums::Float(v) => arg_best(&v, lanes, last, |c, b| cmp_nan_low(b, c)),
+        Nums::Int(v) if max => arg_best(&v, lanes, last, |c, b| c.cmp(&b)),
+        Nums::Int(v) => arg_best(&v, lanes, last, |c, b| b.cmp(&c)),
+    };
     one(Tensor::from_vec(
         shape,
         best.into_iter().map(|i| i as i64).collect(),
@@ -384,6 +405,9 @@ fn map_lanes(x: &Tensor, a: i64, what: &str, f: impl Fn(&mut [f64])) -> Result<T
         return unsupported!("{what} on {} tensors", x.dtype());
     }
     let a = axis(a, x.rank())?;
+    if x.numel() == 0 {
+        return Ok(x.clone());
+    }
     let (outer, n, inner) = split_at_axis(x.shape(), a);
     let mut v = to_f64(x, what)?;
     if inner == 1 {
@@ -487,6 +511,9 @@ fn cumulative(
         return unsupported!("{what} on {} tensors", x.dtype());
     }
     let a = scan_axis(cx.input(1)?, x.rank())?;
+    if x.numel() == 0 {
+        return one(x.clone());
+    }
     let lanes = split_at_axis(x.shape(), a);
     let shape = x.shape().to_vec();
     one(match nums(x, what)? {
@@ -566,12 +593,19 @@ impl Eval for TopK {
             );
         }
         let a = axis(self.axis, x.rank())?;
-        let lanes = split_at_axis(x.shape(), a);
         let k = kt.get_i64(0);
-        if k < 0 || k as u64 > lanes.1 as u64 {
-            return invalid!("k = {k} is out of range for an axis of {}", lanes.1);
+        if k < 0 || k as u64 > x.shape()[a] as u64 {
+            return invalid!("k = {k} is out of range for an axis of {}", x.shape()[a]);
         }
         let k = k as usize;
+        if x.numel() == 0 {
+            // k ≤ the axis, so the result is empty too.
+            let mut shape = x.shape().to_vec();
+            shape[a] = k;
+            let indices = Tensor::from_vec(shape.clone(), Vec::<i64>::new());
+            return Ok(vec![x.gather_flat(shape, &[]), indices]);
+        }
+        let lanes = split_at_axis(x.shape(), a);
         let picks = match nums(x, "TopK")? {
             Nums::Float(v) => top_k(&v, lanes, k, self.largest, cmp_nan_high),
             Nums::Int(v) => top_k(&v, lanes, k, self.largest, |a, b| a.cmp(&b)),
@@ -718,6 +752,26 @@ mod tests {
         let xb = Tensor::from_vec(vec![1, 0], Vec::<bool>::new());
         let y = &eval(max, &[&xb, &a], 1).unwrap()[0];
         assert_eq!(y.as_slice::<bool>().unwrap(), &[false]);
+    }
+
+    #[test]
+    fn empty_inputs() {
+        let x = f32s(&[0, 3], &[]);
+        let (keepdims, noop_with_empty_axes) = KEEP;
+        let sum = ReduceSum {
+            keepdims,
+            noop_with_empty_axes,
+        };
+        let y = &eval(sum, &[&x, &axes(&[0])], 1).unwrap()[0];
+        assert_eq!((y.shape(), y.to_f64_vec()), (&[1, 3][..], vec![0.; 3]));
+        let arg = |axis| ArgMax {
+            axis,
+            keepdims: false,
+            select_last_index: false,
+        };
+        assert!(eval(arg(0), &[&x], 1).is_err());
+        assert_eq!(eval(arg(1), &[&x], 1).unwrap()[0].shape(), &[0]);
+        assert_eq!(eval(Softmax { axis: 0 }, &[&x], 1).unwrap()[0], x);
     }
 
     #[test]
