@@ -4,9 +4,12 @@
 //! its f64 kernel), so whole models run fast; integer products are plain
 //! loops in i64 that wrap like ONNX integer math.
 
+use std::borrow::Cow;
+
 use half::{bf16, f16};
 
 use super::kernels::*;
+use super::reduce::checked_len;
 use super::{Eval, EvalCx};
 use crate::dtype::DType;
 use crate::ops::*;
@@ -39,6 +42,20 @@ impl Layout {
     }
 }
 
+/// `Σ x(p) · y(p)` for `p < k`, in four interleaved sums so the loop
+/// pipelines.
+fn dot(k: usize, x: impl Fn(usize) -> f64, y: impl Fn(usize) -> f64) -> f64 {
+    let mut s = [0.0; 4];
+    let full = k - k % 4;
+    for p in (0..full).step_by(4) {
+        for (l, s) in s.iter_mut().enumerate() {
+            *s += x(p + l) * y(p + l);
+        }
+    }
+    let tail: f64 = (full..k).map(|p| x(p) * y(p)).sum();
+    (s[0] + s[1]) + (s[2] + s[3]) + tail
+}
+
 macro_rules! float_gemm {
     ($name:ident, $ty:ty, $kernel:path) => {
         /// `c ← alpha · a b + beta · c` for an `m` × `k` matrix `a`, a
@@ -60,6 +77,34 @@ macro_rules! float_gemm {
             }
             if k == 0 {
                 c[..m * n].iter_mut().for_each(|x| *x *= beta);
+                return;
+            }
+            if m == 1 {
+                // A vector times a matrix (a batch-1 dense layer): one pass
+                // over B beats packing it for the kernel.
+                let mut acc = vec![0f64; n];
+                if lb.cs == 1 {
+                    for p in 0..k {
+                        let x = a[p * la.cs] as f64;
+                        let row = &b[p * lb.rs..][..n];
+                        acc.iter_mut()
+                            .zip(row)
+                            .for_each(|(y, &w)| *y += x * w as f64);
+                    }
+                } else {
+                    for (j, y) in acc.iter_mut().enumerate() {
+                        *y = dot(
+                            k,
+                            |p| a[p * la.cs] as f64,
+                            |p| b[p * lb.rs + j * lb.cs] as f64,
+                        );
+                    }
+                }
+                let (alpha, beta) = (alpha as f64, beta as f64);
+                for (c, y) in c[..n].iter_mut().zip(acc) {
+                    let prior = if beta == 0.0 { 0.0 } else { beta * *c as f64 };
+                    *c = (alpha * y + prior) as $ty;
+                }
                 return;
             }
             // SAFETY: the assert above keeps every element the kernel reads
@@ -132,17 +177,17 @@ fn from_i64(dtype: DType, shape: Vec<usize>, v: Vec<i64>) -> Tensor {
 
 /// The numeric payload of a product's operand, converted for the kernel
 /// of its dtype.
-enum Operand {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
+enum Operand<'a> {
+    F32(&'a [f32]),
+    F64(Cow<'a, [f64]>),
     Int(Vec<i64>),
 }
 
-fn operand(t: &Tensor, what: &str) -> Result<Operand, OpError> {
+fn operand<'a>(t: &'a Tensor, what: &str) -> Result<Operand<'a>, OpError> {
     Ok(match t.data() {
-        Data::F32(v) => Operand::F32(v.clone()),
-        Data::F64(v) => Operand::F64(v.clone()),
-        Data::F16(_) | Data::BF16(_) => Operand::F64(t.to_f64_vec()),
+        Data::F32(v) => Operand::F32(v),
+        Data::F64(v) => Operand::F64(Cow::Borrowed(v)),
+        Data::F16(_) | Data::BF16(_) => Operand::F64(Cow::Owned(t.to_f64_vec())),
         _ if t.dtype().is_int() && !t.dtype().is_packed() => Operand::Int(int_vec(t)),
         _ => return unsupported!("{what} on {} tensors", t.dtype()),
     })
@@ -188,6 +233,7 @@ impl MatMulPlan {
         }
         let (ba, bb) = (&sa[..ra.saturating_sub(2)], &sb[..rb.saturating_sub(2)]);
         let batch = broadcast_shapes(&[ba, bb])?;
+        checked_len(&batch)?;
         let mut out_shape = batch.clone();
         if ra >= 2 {
             out_shape.push(m);
@@ -195,8 +241,7 @@ impl MatMulPlan {
         if rb >= 2 {
             out_shape.push(n);
         }
-        let dims: Vec<i64> = out_shape.iter().map(|&d| d as i64).collect();
-        checked_shape(&dims)?;
+        checked_len(&out_shape)?;
         let batches = broadcast_index(ba, &batch)
             .into_iter()
             .zip(broadcast_index(bb, &batch))
@@ -294,6 +339,10 @@ impl Eval for MatMulInteger {
             }
         }
         let p = MatMulPlan::new(a.shape(), b.shape())?;
+        if p.batches.is_empty() || p.m * p.n == 0 {
+            return one(Tensor::zeros(DType::I32, p.out_shape)
+                .map_err(|e| OpError::Invalid(e.to_string()))?);
+        }
         let (m, k, n) = p.dims();
         let (ba, bb) = (a.numel() / (m * k).max(1), b.numel() / (k * n).max(1));
         let za = zero_point(cx.opt_input(2), m, ba, "a_zero_point")?;
@@ -343,6 +392,7 @@ impl Eval for Gemm {
                 b.shape()
             );
         }
+        checked_len(&[m, n])?;
         // C, broadcast to the output.
         let c = match cx.opt_input(2) {
             Some(c) => {
@@ -367,7 +417,7 @@ impl Eval for Gemm {
                         *o = (beta * cv[i] as f64) as f32;
                     }
                 }
-                sgemm(dims, alpha as f32, &x, la, &y, lb, 1.0, &mut out);
+                sgemm(dims, alpha as f32, x, la, y, lb, 1.0, &mut out);
                 Tensor::from_vec(vec![m, n], out)
             }
             (Operand::F64(x), Operand::F64(y)) => {
@@ -496,6 +546,24 @@ impl Eval for Einsum {
             return invalid!("Einsum operands have different types");
         }
         let ranks: Vec<usize> = ts.iter().map(|t| t.rank()).collect();
+        if ts.iter().any(|t| t.numel() == 0) {
+            // Einsum sums products, so an empty operand gives zeros (or
+            // an empty output); only the output's shape needs working out.
+            let plan = EinsumPlan::new(&self.equation, &ranks)?;
+            let mut size = vec![1usize; plan.num_labels];
+            for (labels, t) in plan.inputs.iter().zip(&ts) {
+                for (&l, &d) in labels.iter().zip(t.shape()) {
+                    if size[l] == 1 || d == 0 {
+                        size[l] = d;
+                    }
+                }
+            }
+            let out_shape: Vec<usize> = plan.output.iter().map(|&l| size[l]).collect();
+            checked_len(&out_shape)?;
+            return one(
+                Tensor::zeros(dtype, out_shape).map_err(|e| OpError::Invalid(e.to_string()))?
+            );
+        }
         let plan = EinsumPlan::new(&self.equation, &ranks)?;
         // Each label's extent; unit dims broadcast.
         let mut size = vec![1usize; plan.num_labels];
@@ -523,6 +591,7 @@ impl Eval for Einsum {
             return unsupported!("Einsum with more than {EINSUM_LIMIT} terms");
         }
         let out_shape: Vec<usize> = plan.output.iter().map(|&l| size[l]).collect();
+        checked_len(&out_shape)?;
         let out_len = out_shape.iter().product();
         let mut out_strides = strides(&out_shape);
         out_strides.resize(order.len(), 0);
@@ -606,7 +675,11 @@ impl Eval for Det {
         let n = x.shape()[r - 1];
         let v = x.to_f64_vec();
         let out_shape = x.shape()[..r - 2].to_vec();
-        let count: usize = out_shape.iter().product();
+        let count = checked_len(&out_shape)?;
+        if n == 0 {
+            // The determinant of a 0 × 0 matrix is 1.
+            return one(float_out(x.dtype(), out_shape, vec![1.0; count])?);
+        }
         let out = (0..count)
             .map(|b| det(v[b * n * n..(b + 1) * n * n].to_vec(), n))
             .collect();
@@ -719,5 +792,24 @@ mod tests {
         assert_eq!(y.as_slice::<f32>().unwrap(), &[-2., -1.]);
         assert_eq!(det(vec![2., 0., 0., 0., 3., 0., 0., 0., 4.], 3), 24.0);
         assert_eq!(det(vec![], 0), 1.0);
+        let empty = f32s(&[2, 0, 0], &[]);
+        assert_eq!(eval(Det {}, &[&empty]).unwrap()[0].to_f64_vec(), [1., 1.]);
+    }
+
+    #[test]
+    fn empty_products() {
+        // A zero-length inner dim sums nothing: zeros.
+        let a = f32s(&[2, 0], &[]);
+        let b = f32s(&[0, 3], &[]);
+        let y = &eval(MatMul {}, &[&a, &b]).unwrap()[0];
+        assert_eq!((y.shape(), y.to_f64_vec()), (&[2, 3][..], vec![0.; 6]));
+        let e = Einsum {
+            equation: "ij,jk->ik".into(),
+        };
+        assert_eq!(eval(e, &[&a, &b]).unwrap()[0].to_f64_vec(), vec![0.; 6]);
+        let ai = Tensor::from_vec(vec![2, 0], Vec::<u8>::new());
+        let bi = Tensor::from_vec(vec![0, 1], Vec::<u8>::new());
+        let y = &eval(MatMulInteger {}, &[&ai, &bi]).unwrap()[0];
+        assert_eq!(y.as_slice::<i32>().unwrap(), &[0, 0]);
     }
 }

@@ -5,7 +5,7 @@
 //! the input's type.
 
 use super::kernels::*;
-use super::reduce::{for_each_reduced, reduce_layout};
+use super::reduce::{checked_len, for_each_reduced, reduce_layout};
 use super::{Eval, EvalCx};
 use crate::dtype::DType;
 use crate::ops::*;
@@ -84,6 +84,14 @@ fn ncs(x: &Tensor, what: &str) -> Result<(usize, usize, usize), OpError> {
 impl Eval for BatchNormalization {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = float_input(cx, "BatchNormalization")?;
+        if x.numel() == 0 {
+            // Nothing to normalize, and no batch statistics.
+            let mut out = vec![x.clone()];
+            if cx.num_outputs > 1 {
+                out.extend([cx.input(3)?.clone(), cx.input(4)?.clone()]);
+            }
+            return Ok(out);
+        }
         let (n, c, spatial) = ncs(x, "BatchNormalization")?;
         let scale = channel_param(cx, 1, c, "scale")?;
         let bias = channel_param(cx, 2, c, "B")?;
@@ -137,6 +145,9 @@ impl Eval for BatchNormalization {
 impl Eval for InstanceNormalization {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = float_input(cx, "InstanceNormalization")?;
+        if x.numel() == 0 {
+            return Ok(vec![x.clone()]);
+        }
         let (n, c, spatial) = ncs(x, "InstanceNormalization")?;
         let scale = channel_param(cx, 1, c, "scale")?;
         let bias = channel_param(cx, 2, c, "B")?;
@@ -156,6 +167,9 @@ impl Eval for InstanceNormalization {
 impl Eval for GroupNormalization {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = float_input(cx, "GroupNormalization")?;
+        if x.numel() == 0 {
+            return Ok(vec![x.clone()]);
+        }
         let (n, c, spatial) = ncs(x, "GroupNormalization")?;
         let g = self.num_groups;
         if g <= 0 || c as i64 % g != 0 {
@@ -225,7 +239,16 @@ impl Eval for LayerNormalization {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = float_input(cx, "LayerNormalization")?;
         let stash = stash_dtype(self.stash_type)?;
-        let (a, rows, cols) = rows_cols(x, self.axis)?;
+        let a = axis(self.axis, x.rank())?;
+        let mut stats_shape = x.shape()[..a].to_vec();
+        stats_shape.resize(x.rank(), 1);
+        if x.numel() == 0 {
+            // The statistics of empty rows are NaN.
+            let rows = checked_len(&stats_shape)?;
+            let stats = from_f64(stash, stats_shape, vec![f64::NAN; rows])?;
+            return Ok(vec![x.clone(), stats.clone(), stats]);
+        }
+        let (_, rows, cols) = rows_cols(x, self.axis)?;
         let shape = x.shape().to_vec();
         let scale = Broadcast::new(cx.input(1)?, &shape, "Scale")?;
         let bias = cx
@@ -246,8 +269,6 @@ impl Eval for LayerNormalization {
             means.push(mean);
             inv_stds.push(inv);
         }
-        let mut stats_shape = shape[..a].to_vec();
-        stats_shape.resize(shape.len(), 1);
         let mut out = vec![from_f64(x.dtype(), shape, v)?];
         if cx.num_outputs > 1 {
             out.push(from_f64(stash, stats_shape.clone(), means)?);
@@ -260,6 +281,9 @@ impl Eval for LayerNormalization {
 impl Eval for RMSNormalization {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = float_input(cx, "RMSNormalization")?;
+        if x.numel() == 0 {
+            return Ok(vec![x.clone()]);
+        }
         stash_dtype(self.stash_type)?;
         let (_, _, cols) = rows_cols(x, self.axis)?;
         let shape = x.shape().to_vec();
@@ -280,6 +304,9 @@ impl Eval for RMSNormalization {
 impl Eval for LpNormalization {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = float_input(cx, "LpNormalization")?;
+        if x.numel() == 0 {
+            return Ok(vec![x.clone()]);
+        }
         let p = match self.p {
             1 => 1.0,
             2 => 2.0,
@@ -309,6 +336,9 @@ impl Eval for LpNormalization {
 impl Eval for MeanVarianceNormalization {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = float_input(cx, "MeanVarianceNormalization")?;
+        if x.numel() == 0 {
+            return Ok(vec![x.clone()]);
+        }
         let shape = x.shape();
         let axes = reduction_axes(&self.axes, shape.len())?;
         let count = axes.iter().map(|&a| shape[a]).product::<usize>() as f64;
@@ -329,6 +359,9 @@ impl Eval for MeanVarianceNormalization {
 impl Eval for LRN {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = float_input(cx, "LRN")?;
+        if x.numel() == 0 {
+            return Ok(vec![x.clone()]);
+        }
         let (n, c, spatial) = ncs(x, "LRN")?;
         if self.size <= 0 {
             return invalid!("LRN size {} is not positive", self.size);

@@ -16,6 +16,17 @@ fn one(t: Tensor) -> Result<Vec<Tensor>, OpError> {
     Ok(vec![t])
 }
 
+/// The element count of a shape computed from inputs, checked against
+/// overflow and Saturn's element limit. Ops call it before indexing
+/// arithmetic on shapes that may hold a 0 next to huge dims.
+pub(super) fn checked_len(shape: &[usize]) -> Result<usize, OpError> {
+    let dims: Vec<i64> = shape
+        .iter()
+        .map(|&d| i64::try_from(d).unwrap_or(-1))
+        .collect();
+    Ok(checked_shape(&dims)?.iter().product())
+}
+
 /// The elements of a real tensor in the form kernels compute with: floats
 /// as f64, integers and bools as i128.
 pub(crate) enum Nums {
@@ -235,13 +246,20 @@ fn reduce(
     if axes.is_empty() && noop_with_empty_axes {
         return one(x.clone());
     }
-    let shape = x.shape();
     let axes = if axes.is_empty() {
-        (0..shape.len()).collect()
+        (0..x.rank()).collect()
     } else {
-        reduction_axes(&axes, shape.len())?
+        reduction_axes(&axes, x.rank())?
     };
-    let out_shape = reduced_dims(shape, &axes, keepdims, 1);
+    let out_shape = reduced_dims(x.shape(), &axes, keepdims, 1);
+    let out_len = checked_len(&out_shape)?;
+    // An empty input reduces like an [out_len, 0] one: to the identity.
+    let (shape, axes) = if x.numel() == 0 {
+        (vec![out_len, 0], vec![1])
+    } else {
+        (x.shape().to_vec(), axes)
+    };
+    let shape = shape.as_slice();
     let dtype = x.dtype();
     let v = match nums(x, what)? {
         Nums::Int(v) if kind.int_exact() => {
@@ -296,7 +314,12 @@ pub(crate) fn cmp_nan_high(a: f64, b: f64) -> Ordering {
 
 /// Float order with NaN below everything.
 fn cmp_nan_low(a: f64, b: f64) -> Ordering {
-    cmp_nan_high(b, a).reverse()
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
 }
 
 /// For each lane along the middle dim of `(outer, n, inner)`, the index
@@ -337,22 +360,25 @@ fn arg_reduce(
 ) -> Result<Vec<Tensor>, OpError> {
     let x = cx.input(0)?;
     let a = axis(a, x.rank())?;
-    let lanes = split_at_axis(x.shape(), a);
-    if lanes.1 == 0 && lanes.0 * lanes.2 > 0 {
-        return invalid!("{what} of an empty axis");
-    }
-    let best = match nums(x, what)? {
-        Nums::Float(v) if max => arg_best(&v, lanes, last, cmp_nan_high),
-        Nums::Float(v) => arg_best(&v, lanes, last, |c, b| cmp_nan_low(b, c)),
-        Nums::Int(v) if max => arg_best(&v, lanes, last, |c, b| c.cmp(&b)),
-        Nums::Int(v) => arg_best(&v, lanes, last, |c, b| b.cmp(&c)),
-    };
     let mut shape = x.shape().to_vec();
     if keepdims {
         shape[a] = 1;
     } else {
         shape.remove(a);
     }
+    if x.numel() == 0 {
+        if checked_len(&shape)? > 0 {
+            return invalid!("{what} of an empty axis");
+        }
+        return one(Tensor::from_vec(shape, Vec::<i64>::new()));
+    }
+    let lanes = split_at_axis(x.shape(), a);
+    let best = match nums(x, what)? {
+        Nums::Float(v) if max => arg_best(&v, lanes, last, cmp_nan_high),
+        Nums::Float(v) => arg_best(&v, lanes, last, |c, b| cmp_nan_low(b, c)),
+        Nums::Int(v) if max => arg_best(&v, lanes, last, |c, b| c.cmp(&b)),
+        Nums::Int(v) => arg_best(&v, lanes, last, |c, b| b.cmp(&c)),
+    };
     one(Tensor::from_vec(
         shape,
         best.into_iter().map(|i| i as i64).collect(),
@@ -379,6 +405,9 @@ fn map_lanes(x: &Tensor, a: i64, what: &str, f: impl Fn(&mut [f64])) -> Result<T
         return unsupported!("{what} on {} tensors", x.dtype());
     }
     let a = axis(a, x.rank())?;
+    if x.numel() == 0 {
+        return Ok(x.clone());
+    }
     let (outer, n, inner) = split_at_axis(x.shape(), a);
     let mut v = to_f64(x, what)?;
     if inner == 1 {
@@ -482,6 +511,9 @@ fn cumulative(
         return unsupported!("{what} on {} tensors", x.dtype());
     }
     let a = scan_axis(cx.input(1)?, x.rank())?;
+    if x.numel() == 0 {
+        return one(x.clone());
+    }
     let lanes = split_at_axis(x.shape(), a);
     let shape = x.shape().to_vec();
     one(match nums(x, what)? {
@@ -561,12 +593,19 @@ impl Eval for TopK {
             );
         }
         let a = axis(self.axis, x.rank())?;
-        let lanes = split_at_axis(x.shape(), a);
         let k = kt.get_i64(0);
-        if k < 0 || k as u64 > lanes.1 as u64 {
-            return invalid!("k = {k} is out of range for an axis of {}", lanes.1);
+        if k < 0 || k as u64 > x.shape()[a] as u64 {
+            return invalid!("k = {k} is out of range for an axis of {}", x.shape()[a]);
         }
         let k = k as usize;
+        if x.numel() == 0 {
+            // k ≤ the axis, so the result is empty too.
+            let mut shape = x.shape().to_vec();
+            shape[a] = k;
+            let indices = Tensor::from_vec(shape.clone(), Vec::<i64>::new());
+            return Ok(vec![x.gather_flat(shape, &[]), indices]);
+        }
+        let lanes = split_at_axis(x.shape(), a);
         let picks = match nums(x, "TopK")? {
             Nums::Float(v) => top_k(&v, lanes, k, self.largest, cmp_nan_high),
             Nums::Int(v) => top_k(&v, lanes, k, self.largest, |a, b| a.cmp(&b)),
@@ -586,5 +625,361 @@ impl Eval for TopK {
         let values = x.gather_flat(shape.clone(), &flat);
         let indices = Tensor::from_vec(shape, picks.into_iter().map(|p| p as i64).collect());
         Ok(vec![values, indices])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shape::TensorType;
+
+    fn eval(op: impl Into<Op>, inputs: &[&Tensor], outs: usize) -> Result<Vec<Tensor>, OpError> {
+        let inputs: Vec<Option<&Tensor>> = inputs.iter().map(|&t| Some(t)).collect();
+        let types = vec![TensorType::unknown_rank(DType::F32); outs];
+        super::super::eval_op(&op.into(), &inputs, &types)
+    }
+
+    fn f32s(shape: &[usize], v: &[f32]) -> Tensor {
+        Tensor::from_vec(shape.to_vec(), v.to_vec())
+    }
+
+    fn axes(v: &[i64]) -> Tensor {
+        Tensor::from_vec(vec![v.len()], v.to_vec())
+    }
+
+    const KEEP: (bool, bool) = (true, false);
+
+    #[test]
+    fn reductions_over_axes() {
+        let x = f32s(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
+        let (keepdims, noop_with_empty_axes) = KEEP;
+        let sum = ReduceSum {
+            keepdims,
+            noop_with_empty_axes,
+        };
+        let y = &eval(sum.clone(), &[&x, &axes(&[-1])], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[2, 1]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[6., 15.]);
+        // No axes: everything.
+        let y = &eval(sum, &[&x], 1).unwrap()[0];
+        assert_eq!(
+            (y.shape(), y.as_slice::<f32>().unwrap()),
+            (&[1, 1][..], &[21.][..])
+        );
+        let mean = ReduceMean {
+            keepdims: false,
+            noop_with_empty_axes,
+        };
+        let y = &eval(mean, &[&x, &axes(&[0])], 1).unwrap()[0];
+        assert_eq!(
+            (y.shape(), y.as_slice::<f32>().unwrap()),
+            (&[3][..], &[2.5, 3.5, 4.5][..])
+        );
+        let noop = ReduceSum {
+            keepdims,
+            noop_with_empty_axes: true,
+        };
+        assert_eq!(eval(noop, &[&x, &axes(&[])], 1).unwrap()[0], x);
+        let dup = ReduceSum {
+            keepdims,
+            noop_with_empty_axes,
+        };
+        assert!(eval(dup.clone(), &[&x, &axes(&[1, -1])], 1).is_err());
+        assert!(eval(dup, &[&x, &axes(&[2])], 1).is_err());
+    }
+
+    #[test]
+    fn empty_reductions_give_the_identity() {
+        let x = f32s(&[2, 0], &[]);
+        let (keepdims, noop_with_empty_axes) = KEEP;
+        let a = axes(&[1]);
+        let run = |op: Op| eval(op, &[&x, &a], 1).unwrap()[0].to_f64_vec();
+        let (k, n) = (keepdims, noop_with_empty_axes);
+        let inf = f64::INFINITY;
+        assert_eq!(
+            run(ReduceSum {
+                keepdims: k,
+                noop_with_empty_axes: n
+            }
+            .into()),
+            [0., 0.]
+        );
+        assert_eq!(
+            run(ReduceProd {
+                keepdims: k,
+                noop_with_empty_axes: n
+            }
+            .into()),
+            [1., 1.]
+        );
+        assert_eq!(
+            run(ReduceMax {
+                keepdims: k,
+                noop_with_empty_axes: n
+            }
+            .into()),
+            [-inf, -inf]
+        );
+        assert_eq!(
+            run(ReduceMin {
+                keepdims: k,
+                noop_with_empty_axes: n
+            }
+            .into()),
+            [inf, inf]
+        );
+        assert_eq!(
+            run(ReduceLogSum {
+                keepdims: k,
+                noop_with_empty_axes: n
+            }
+            .into()),
+            [-inf, -inf]
+        );
+        let lse = ReduceLogSumExp {
+            keepdims: k,
+            noop_with_empty_axes: n,
+        };
+        assert_eq!(run(lse.into()), [-inf, -inf]);
+        // Integers start from the type's extremes, bools from false/true.
+        let xi = Tensor::from_vec(vec![1, 0], Vec::<i8>::new());
+        let max = ReduceMax {
+            keepdims: k,
+            noop_with_empty_axes: n,
+        };
+        let y = &eval(max.clone(), &[&xi, &a], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<i8>().unwrap(), &[-128]);
+        let xb = Tensor::from_vec(vec![1, 0], Vec::<bool>::new());
+        let y = &eval(max, &[&xb, &a], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<bool>().unwrap(), &[false]);
+    }
+
+    #[test]
+    fn empty_inputs() {
+        let x = f32s(&[0, 3], &[]);
+        let (keepdims, noop_with_empty_axes) = KEEP;
+        let sum = ReduceSum {
+            keepdims,
+            noop_with_empty_axes,
+        };
+        let y = &eval(sum, &[&x, &axes(&[0])], 1).unwrap()[0];
+        assert_eq!((y.shape(), y.to_f64_vec()), (&[1, 3][..], vec![0.; 3]));
+        let arg = |axis| ArgMax {
+            axis,
+            keepdims: false,
+            select_last_index: false,
+        };
+        assert!(eval(arg(0), &[&x], 1).is_err());
+        assert_eq!(eval(arg(1), &[&x], 1).unwrap()[0].shape(), &[0]);
+        assert_eq!(eval(Softmax { axis: 0 }, &[&x], 1).unwrap()[0], x);
+    }
+
+    #[test]
+    fn integer_and_bool_reductions() {
+        let (keepdims, noop_with_empty_axes) = KEEP;
+        let x = Tensor::from_vec(vec![3], vec![100u8, 100, 100]);
+        let sum = ReduceSum {
+            keepdims,
+            noop_with_empty_axes,
+        };
+        // 300 wraps to 44.
+        assert_eq!(
+            eval(sum, &[&x], 1).unwrap()[0].as_slice::<u8>().unwrap(),
+            &[44]
+        );
+        let big = Tensor::from_vec(vec![2], vec![u64::MAX, 1]);
+        let max = ReduceMax {
+            keepdims,
+            noop_with_empty_axes,
+        };
+        let y = &eval(max, &[&big], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<u64>().unwrap(), &[u64::MAX]);
+        let b = Tensor::from_vec(vec![2, 2], vec![true, false, true, true]);
+        let min = ReduceMin {
+            keepdims: false,
+            noop_with_empty_axes,
+        };
+        let y = &eval(min, &[&b, &axes(&[1])], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<bool>().unwrap(), &[false, true]);
+        let mean = ReduceMean {
+            keepdims,
+            noop_with_empty_axes,
+        };
+        let x = Tensor::from_vec(vec![2], vec![-3i32, 0]);
+        // -1.5 truncates toward zero.
+        assert_eq!(
+            eval(mean, &[&x], 1).unwrap()[0].as_slice::<i32>().unwrap(),
+            &[-1]
+        );
+    }
+
+    #[test]
+    fn log_sum_exp_is_stable() {
+        let (keepdims, noop_with_empty_axes) = KEEP;
+        let x = Tensor::from_vec(vec![2], vec![1000.0f64, 1000.0]);
+        let op = ReduceLogSumExp {
+            keepdims,
+            noop_with_empty_axes,
+        };
+        let y = eval(op.clone(), &[&x], 1).unwrap()[0].to_f64_vec()[0];
+        assert!((y - (1000.0 + 2f64.ln())).abs() < 1e-9);
+        let x = Tensor::from_vec(vec![2], vec![f64::NEG_INFINITY, f64::NEG_INFINITY]);
+        assert_eq!(
+            eval(op, &[&x], 1).unwrap()[0].to_f64_vec(),
+            [f64::NEG_INFINITY]
+        );
+    }
+
+    #[test]
+    fn arg_max_ties_and_nan() {
+        let x = f32s(&[2, 3], &[1., 3., 3., f32::NAN, 2., f32::NAN]);
+        let arg = |max: bool, last: bool| {
+            let r = if max {
+                eval(
+                    ArgMax {
+                        axis: 1,
+                        keepdims: false,
+                        select_last_index: last,
+                    },
+                    &[&x],
+                    1,
+                )
+            } else {
+                eval(
+                    ArgMin {
+                        axis: 1,
+                        keepdims: false,
+                        select_last_index: last,
+                    },
+                    &[&x],
+                    1,
+                )
+            };
+            r.unwrap()[0].as_slice::<i64>().unwrap().to_vec()
+        };
+        assert_eq!(arg(true, false), [1, 0]);
+        assert_eq!(arg(true, true), [2, 2]);
+        assert_eq!(arg(false, false), [0, 0]);
+        let y = &eval(
+            ArgMax {
+                axis: 0,
+                keepdims: true,
+                select_last_index: false,
+            },
+            &[&x],
+            1,
+        )
+        .unwrap()[0];
+        assert_eq!(y.shape(), &[1, 3]);
+        let empty = f32s(&[0, 2], &[]);
+        assert!(
+            eval(
+                ArgMax {
+                    axis: 0,
+                    keepdims: true,
+                    select_last_index: false
+                },
+                &[&empty],
+                1
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn softmax_family() {
+        let x = f32s(&[2, 2], &[0., 0., 1000., 0.]);
+        let y = eval(Softmax { axis: 0 }, &[&x], 1).unwrap()[0].to_f64_vec();
+        assert_eq!(y, [0., 0.5, 1., 0.5]);
+        let y = eval(LogSoftmax { axis: -1 }, &[&x], 1).unwrap()[0].to_f64_vec();
+        assert!((y[0] + 2f64.ln()).abs() < 1e-6 && y[2] == 0.0 && y[3] == -1000.0);
+        let x = f32s(&[1, 3], &[2., 5., 5.]);
+        let y = eval(Hardmax { axis: 1 }, &[&x], 1).unwrap()[0].to_f64_vec();
+        assert_eq!(y, [0., 1., 0.]);
+    }
+
+    #[test]
+    fn cumulative_scans() {
+        let x = Tensor::from_vec(vec![4], vec![1i32, 2, 3, 4]);
+        let ax = Tensor::scalar(0i64);
+        let run = |op: Op| {
+            eval(op, &[&x, &ax], 1).unwrap()[0]
+                .as_slice::<i32>()
+                .unwrap()
+                .to_vec()
+        };
+        assert_eq!(
+            run(CumSum {
+                exclusive: false,
+                reverse: false
+            }
+            .into()),
+            [1, 3, 6, 10]
+        );
+        assert_eq!(
+            run(CumSum {
+                exclusive: true,
+                reverse: true
+            }
+            .into()),
+            [9, 7, 4, 0]
+        );
+        assert_eq!(
+            run(CumProd {
+                exclusive: true,
+                reverse: false
+            }
+            .into()),
+            [1, 1, 2, 6]
+        );
+        let bad = Tensor::from_vec(vec![2], vec![0i64, 1]);
+        assert!(
+            eval(
+                CumSum {
+                    exclusive: false,
+                    reverse: false
+                },
+                &[&x, &bad],
+                1
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn top_k_orders_ties_by_index_and_nan_first() {
+        let x = f32s(&[5], &[1., f32::NAN, 3., 1., 3.]);
+        let k = Tensor::from_vec(vec![1], vec![4i64]);
+        let run = |largest: bool| {
+            let r = eval(
+                TopK {
+                    axis: -1,
+                    largest,
+                    sorted: true,
+                },
+                &[&x, &k],
+                2,
+            )
+            .unwrap();
+            (r[0].to_f64_vec(), r[1].as_slice::<i64>().unwrap().to_vec())
+        };
+        let (v, i) = run(true);
+        assert!(v[0].is_nan());
+        assert_eq!((&v[1..], i), (&[3., 3., 1.][..], vec![1, 2, 4, 0]));
+        let (v, i) = run(false);
+        assert_eq!((v, i), (vec![1., 1., 3., 3.], vec![0, 3, 2, 4]));
+        let k = Tensor::from_vec(vec![1], vec![6i64]);
+        assert!(
+            eval(
+                TopK {
+                    axis: 0,
+                    largest: true,
+                    sorted: true
+                },
+                &[&x, &k],
+                2
+            )
+            .is_err()
+        );
     }
 }

@@ -340,3 +340,65 @@ mod tests {
         assert!(EinsumPlan::new("i.j", &[2]).is_err());
     }
 }
+
+#[cfg(test)]
+mod infer_tests {
+    use super::super::reduce::testing::infer;
+    use super::*;
+
+    #[test]
+    fn matmul_shapes() {
+        let mm = || MatMul {};
+        assert_eq!(
+            infer(mm(), &["f32[2,1,3,4]", "f32[5,4,6]"], &[]),
+            "f32[2,5,3,6]"
+        );
+        assert_eq!(infer(mm(), &["f32[4]", "f32[B,4,6]"], &[]), "f32[B,6]");
+        assert_eq!(infer(mm(), &["f32[3,4]", "f32[4]"], &[]), "f32[3]");
+        assert_eq!(infer(mm(), &["f32[4]", "f32[4]"], &[]), "f32[]");
+        assert_eq!(infer(mm(), &["f32[*]", "f32[4]"], &[]), "f32[*]");
+        assert!(infer(mm(), &["f32[3,4]", "f32[5,6]"], &[]).starts_with("error"));
+        assert!(infer(mm(), &["f32[3,4]", "f64[4,6]"], &[]).starts_with("error"));
+        assert_eq!(
+            infer(MatMulInteger {}, &["u8[3,4]", "i8[4,2]"], &[]),
+            "i32[3,2]"
+        );
+    }
+
+    #[test]
+    fn gemm_and_det_shapes() {
+        let g = |transA, transB| Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            transA,
+            transB,
+        };
+        assert_eq!(
+            infer(g(true, true), &["f32[4,3]", "f32[5,4]"], &[]),
+            "f32[3,5]"
+        );
+        assert_eq!(
+            infer(g(false, false), &["f32[?,4]", "f32[4,?]", "f32[7,5]"], &[]),
+            "f32[7,5]"
+        );
+        assert!(
+            infer(g(false, false), &["f32[3,4]", "f32[4,5]", "f32[2,5]"], &[]).starts_with("error")
+        );
+        assert_eq!(infer(Det {}, &["f64[2,3,3]"], &[]), "f64[2]");
+        assert!(infer(Det {}, &["f64[2,3]"], &[]).starts_with("error"));
+    }
+
+    #[test]
+    fn einsum_shapes() {
+        let e = |eq: &str| Einsum {
+            equation: eq.into(),
+        };
+        assert_eq!(
+            infer(e("bij,bjk->bik"), &["f32[B,2,3]", "f32[1,3,4]"], &[]),
+            "f32[B,2,4]"
+        );
+        assert_eq!(infer(e("...ii->...i"), &["f32[5,3,3]"], &[]), "f32[5,3]");
+        assert_eq!(infer(e("i,i"), &["f32[3]", "f32[3]"], &[]), "f32[]");
+        assert!(infer(e("ij,jk"), &["f32[2,3]", "f32[4,5]"], &[]).starts_with("error"));
+    }
+}

@@ -127,3 +127,57 @@ impl Infer for Dropout {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::reduce::testing::infer;
+    use super::*;
+
+    #[test]
+    fn statistics_outputs() {
+        let ln = LayerNormalization {
+            axis: 1,
+            epsilon: 1e-5,
+            stash_type: 1,
+        };
+        let inputs: Vec<Option<TensorType>> = ["f16[2,3,4]", "f16[3,4]"]
+            .iter()
+            .map(|s| Some(super::super::reduce::testing::parse_type(s)))
+            .collect();
+        let cx = InferCx {
+            inputs: &inputs,
+            values: &[],
+            num_outputs: 3,
+        };
+        let out: Vec<String> = ln
+            .infer(&cx)
+            .unwrap()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(out, ["f16[2,3,4]", "f32[2,1,1]", "f32[2,1,1]"]);
+        let bn = BatchNormalization {
+            epsilon: 1e-5,
+            momentum: 0.9,
+            training_mode: true,
+        };
+        let x = "f32[N,3,8]";
+        assert_eq!(
+            infer(bn, &[x, "f32[3]", "f32[3]", "f64[3]", "f64[3]"], &[]),
+            "f32[N,3,8]"
+        );
+        assert!(
+            infer(
+                LRN {
+                    alpha: 1e-4,
+                    beta: 0.75,
+                    bias: 1.0,
+                    size: 3
+                },
+                &["i32[1,2]"],
+                &[]
+            )
+            .starts_with("error")
+        );
+    }
+}

@@ -211,3 +211,114 @@ impl Infer for TopK {
         ])
     }
 }
+
+/// Inference checks shared by the op groups' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::tensor::Tensor;
+
+    /// `f32[2,N,?]`, `i64[*]`.
+    pub(crate) fn parse_type(s: &str) -> TensorType {
+        let (dtype, dims) = s.trim_end_matches(']').split_once('[').unwrap();
+        let dtype = dtype.parse().unwrap();
+        let shape = match dims {
+            "*" => Shape::UnknownRank,
+            "" => Shape::scalar(),
+            _ => Shape::Ranked(
+                dims.split(',')
+                    .map(|d| match (d, d.parse()) {
+                        (_, Ok(n)) => Dim::Known(n),
+                        ("?", _) => Dim::Unknown,
+                        _ => Dim::sym(d),
+                    })
+                    .collect(),
+            ),
+        };
+        TensorType::new(dtype, shape)
+    }
+
+    /// Infers the first output's type from typed inputs and known values.
+    pub(crate) fn infer(op: impl Into<Op>, inputs: &[&str], values: &[Option<Tensor>]) -> String {
+        let inputs: Vec<Option<TensorType>> = inputs.iter().map(|s| Some(parse_type(s))).collect();
+        let values: Vec<Option<Arc<Tensor>>> =
+            values.iter().map(|v| v.clone().map(Arc::new)).collect();
+        let cx = InferCx {
+            inputs: &inputs,
+            values: &values,
+            num_outputs: 1,
+        };
+        match op.into().infer(&cx) {
+            Ok(t) => t[0].to_string(),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::infer;
+    use super::*;
+    use crate::tensor::Tensor;
+
+    fn axes(v: &[i64]) -> Option<Tensor> {
+        Some(Tensor::from_vec(vec![v.len()], v.to_vec()))
+    }
+
+    fn sum(keepdims: bool) -> ReduceSum {
+        ReduceSum {
+            keepdims,
+            noop_with_empty_axes: false,
+        }
+    }
+
+    #[test]
+    fn reduce_shapes() {
+        let x = "f32[2,N,4]";
+        assert_eq!(
+            infer(sum(true), &[x, "i64[1]"], &[None, axes(&[1])]),
+            "f32[2,1,4]"
+        );
+        assert_eq!(
+            infer(sum(false), &[x, "i64[2]"], &[None, axes(&[0, -1])]),
+            "f32[N]"
+        );
+        assert_eq!(infer(sum(false), &[x], &[]), "f32[]");
+        // Axes only known at run time.
+        assert_eq!(infer(sum(true), &[x, "i64[1]"], &[]), "f32[?,?,?]");
+        assert_eq!(infer(sum(false), &[x, "i64[2]"], &[]), "f32[?]");
+        assert_eq!(infer(sum(false), &[x, "i64[?]"], &[]), "f32[*]");
+        let noop = ReduceSum {
+            keepdims: true,
+            noop_with_empty_axes: true,
+        };
+        assert_eq!(infer(noop, &[x, "i64[0]"], &[]), "f32[2,N,4]");
+        assert!(infer(sum(true), &[x, "i64[1]"], &[None, axes(&[3])]).starts_with("error"));
+        assert!(infer(sum(true), &["string[2]"], &[]).starts_with("error"));
+    }
+
+    #[test]
+    fn arg_and_top_k_shapes() {
+        let arg = ArgMax {
+            axis: -1,
+            keepdims: false,
+            select_last_index: false,
+        };
+        assert_eq!(infer(arg, &["f16[2,3]"], &[]), "i64[2]");
+        let top = TopK {
+            axis: 1,
+            largest: true,
+            sorted: true,
+        };
+        let k = Some(Tensor::from_vec(vec![1], vec![2i64]));
+        assert_eq!(
+            infer(top.clone(), &["f32[2,3]", "i64[1]"], &[None, k]),
+            "f32[2,2]"
+        );
+        assert_eq!(infer(top.clone(), &["f32[2,3]", "i64[1]"], &[]), "f32[2,?]");
+        let k = Some(Tensor::from_vec(vec![1], vec![4i64]));
+        assert!(infer(top, &["f32[2,3]", "i64[1]"], &[None, k]).starts_with("error"));
+    }
+}

@@ -57,6 +57,7 @@ pub(super) fn register(reg: &mut dyn FnMut(&'static str, Build)) {
     reg("GlobalLpPool", lp_pool);
     reg("Reshape", reshape);
     reg("Concat", concat);
+    reg("GroupNormalization", group_norm);
 }
 
 /// Moves an int or ints attribute to a constant input at `index`.
@@ -439,6 +440,49 @@ fn reshape(mut cx: NodeCx) -> Result<(), ImportError> {
 fn concat(mut cx: NodeCx) -> Result<(), ImportError> {
     if cx.opset < 4 && cx.attrs.get("axis").is_none() {
         cx.attrs.insert("axis", AttrValue::Int(1));
+    }
+    generic(cx)
+}
+
+/// Before opset 21, GroupNormalization's scale and bias hold one value per
+/// group; they become one value per channel (each group's value repeated
+/// over its channels).
+fn group_norm(mut cx: NodeCx) -> Result<(), ImportError> {
+    if cx.opset >= 21 {
+        return generic(cx);
+    }
+    let groups = match cx.attrs.get("num_groups") {
+        Some(AttrValue::Int(g)) if *g > 0 => *g as usize,
+        _ => return Err(cx.err("attribute `num_groups` must be a positive int")),
+    };
+    let x = cx.input(0)?;
+    let channels =
+        cx.b.graph()
+            .ty(x)
+            .dims()
+            .and_then(|d| d.get(1)?.known())
+            .ok_or_else(|| cx.err("the number of channels must be known"))? as usize;
+    if channels % groups != 0 {
+        return Err(cx.err(format!("{channels} channels in {groups} groups")));
+    }
+    for i in [1, 2] {
+        let v = cx.input(i)?;
+        let per_channel = if let Some(t) = cx.b.known(v).cloned() {
+            if t.numel() != groups {
+                return Err(cx.err(format!("input {i} must hold {groups} values")));
+            }
+            let idx: Vec<usize> = (0..channels).map(|c| c / (channels / groups)).collect();
+            cx.constant(t.gather_flat(vec![channels], &idx))?
+        } else {
+            let g = groups as i64;
+            let col = cx.ints(&[g, 1])?;
+            let col = cx.emit(Reshape { allowzero: false }, &[v, col])?;
+            let grid = cx.ints(&[g, channels as i64 / g])?;
+            let grid = cx.emit(Expand {}, &[col, grid])?;
+            let flat = cx.ints(&[channels as i64])?;
+            cx.emit(Reshape { allowzero: false }, &[grid, flat])?
+        };
+        cx.set_input(i, Some(per_channel));
     }
     generic(cx)
 }
