@@ -59,34 +59,37 @@ struct AxisTaps {
 
 impl Resize {
     /// Source coordinate of output index `y`, or `None` to extrapolate.
+    /// As in ONNX, the resized length in the formulas is `scale * input`,
+    /// which may be fractional, while `output` is the integral extent.
     fn source(&self, y: usize, input: usize, output: usize, scale: f64, roi: (f64, f64)) -> Option<f64> {
-        let (y, inp, out) = (y as f64, input as f64, output as f64);
+        let (y, inp) = (y as f64, input as f64);
+        let resized = scale * inp;
         Some(match self.coordinate_transformation_mode {
             CoordinateTransform::HalfPixel => (y + 0.5) / scale - 0.5,
             CoordinateTransform::HalfPixelSymmetric => {
-                let adjustment = out / (scale * inp);
+                let adjustment = output as f64 / resized;
                 let offset = inp / 2.0 * (1.0 - adjustment);
                 offset + (y + 0.5) / scale - 0.5
             }
             CoordinateTransform::PytorchHalfPixel => {
-                if output > 1 {
+                if resized > 1.0 {
                     (y + 0.5) / scale - 0.5
                 } else {
                     0.0
                 }
             }
             CoordinateTransform::AlignCorners => {
-                if output > 1 {
-                    y * (inp - 1.0) / (out - 1.0)
-                } else {
+                if resized == 1.0 {
                     0.0
+                } else {
+                    y * (inp - 1.0) / (resized - 1.0)
                 }
             }
             CoordinateTransform::Asymmetric => y / scale,
             CoordinateTransform::TfCropAndResize => {
                 let (start, end) = roi;
-                let x = if output > 1 {
-                    start * (inp - 1.0) + y * (end - start) * (inp - 1.0) / (out - 1.0)
+                let x = if resized > 1.0 {
+                    start * (inp - 1.0) + y * (end - start) * (inp - 1.0) / (resized - 1.0)
                 } else {
                     0.5 * (start + end) * (inp - 1.0)
                 };
