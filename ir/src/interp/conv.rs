@@ -67,7 +67,9 @@ macro_rules! float_num {
                 c: &mut [Self],
                 sc: (usize, usize),
             ) {
-                assert!(fits(m, k, sa, a.len()) && fits(k, n, sb, b.len()) && fits(m, n, sc, c.len()));
+                assert!(
+                    fits(m, k, sa, a.len()) && fits(k, n, sb, b.len()) && fits(m, n, sc, c.len())
+                );
                 if m == 0 || n == 0 {
                     return;
                 }
@@ -207,14 +209,29 @@ fn walk(
             f(col, off);
             col += 1;
         } else {
-            walk(axes, k, in_strides, a + 1, 0..axes[a + 1].output, off, col, f);
+            walk(
+                axes,
+                k,
+                in_strides,
+                a + 1,
+                0..axes[a + 1].output,
+                off,
+                col,
+                f,
+            );
             col += inner;
         }
     }
 }
 
 /// Unfolds one image into `cols` (`channels * taps` rows).
-fn im2col<T: Num>(img: &[T], channels: usize, axes: &[AxisWindow], first: Range<usize>, cols: &mut [T]) {
+fn im2col<T: Num>(
+    img: &[T],
+    channels: usize,
+    axes: &[AxisWindow],
+    first: Range<usize>,
+    cols: &mut [T],
+) {
     unfold(channels, axes, first, |j, off| {
         cols[j] = off.map_or(T::default(), |o| img[o]);
     });
@@ -222,7 +239,13 @@ fn im2col<T: Num>(img: &[T], channels: usize, axes: &[AxisWindow], first: Range<
 
 /// Adds unfolded columns back onto their image positions (the adjoint of
 /// [`im2col`]).
-fn col2im_add<T: Num>(cols: &[T], channels: usize, axes: &[AxisWindow], first: Range<usize>, img: &mut [T]) {
+fn col2im_add<T: Num>(
+    cols: &[T],
+    channels: usize,
+    axes: &[AxisWindow],
+    first: Range<usize>,
+    img: &mut [T],
+) {
     unfold(channels, axes, first, |j, off| {
         if let Some(o) = off {
             img[o] = img[o].add(cols[j]);
@@ -276,7 +299,7 @@ impl ConvGeom {
             return invalid!("group must be positive, found {group}");
         }
         let group = group as usize;
-        if x[1] != w[1] * group || w[0] % group != 0 {
+        if x[1] != w[1] * group || !w[0].is_multiple_of(group) {
             return invalid!("input {x:?} and weight {w:?} do not match for {group} groups");
         }
         let wk: Vec<i64> = w[2..].iter().map(|&d| d as i64).collect();
@@ -301,6 +324,11 @@ impl ConvGeom {
             group,
             axes,
         })
+    }
+
+    /// Elements of one output plane.
+    fn plane(&self) -> usize {
+        self.axes.iter().map(|a| a.output).product()
     }
 
     fn out_shape(&self) -> Result<Vec<usize>, OpError> {
@@ -347,22 +375,29 @@ fn conv_forward<T: Num>(g: &ConvGeom, x: &[T], w: &[T]) -> Result<Vec<T>, OpErro
                 let ncols = (h1 - h0) * rest;
                 let block = &mut cols[..rows * ncols];
                 im2col(img, cg, axes, h0..h1, block);
-                T::gemm(mg, rows, ncols, wg, (rows, 1), block, (ncols, 1), &mut dst[h0 * rest..], (l, 1));
+                T::gemm(
+                    mg,
+                    rows,
+                    ncols,
+                    wg,
+                    (rows, 1),
+                    block,
+                    (ncols, 1),
+                    &mut dst[h0 * rest..],
+                    (l, 1),
+                );
             }
         }
     }
     Ok(out)
 }
 
-/// Adds a per-channel bias to an `[N, M, ...]` result.
-fn add_bias<T: Num>(out: &mut [T], maps: usize, bias: &[T]) -> Result<(), OpError> {
+/// Adds a per-channel bias to an `[N, M, spatial...]` result whose planes
+/// hold `plane` elements.
+fn add_bias<T: Num>(out: &mut [T], maps: usize, plane: usize, bias: &[T]) -> Result<(), OpError> {
     if bias.len() != maps {
         return invalid!("bias has {} values for {maps} output channels", bias.len());
     }
-    if maps == 0 || out.is_empty() {
-        return Ok(());
-    }
-    let plane = out.len() / maps;
     if plane == 0 {
         return Ok(());
     }
@@ -432,14 +467,14 @@ impl Eval for Conv {
             FloatData::F32(v) => {
                 let mut out = conv_forward(&g, &v[0], &v[1])?;
                 if let Some(b) = v.get(2) {
-                    add_bias(&mut out, g.maps, b)?;
+                    add_bias(&mut out, g.maps, g.plane(), b)?;
                 }
                 FloatOut::F32(out)
             }
             FloatData::F64(v) => {
                 let mut out = conv_forward(&g, &v[0], &v[1])?;
                 if let Some(b) = v.get(2) {
-                    add_bias(&mut out, g.maps, b)?;
+                    add_bias(&mut out, g.maps, g.plane(), b)?;
                 }
                 FloatOut::F64(out)
             }
@@ -459,7 +494,11 @@ fn dequant_ints(t: &Tensor, zp: Option<&Tensor>, per_channel: bool) -> Result<Ve
         return Ok(v);
     };
     if zp.dtype() != t.dtype() {
-        return invalid!("zero point has type {}, its tensor {}", zp.dtype(), t.dtype());
+        return invalid!(
+            "zero point has type {}, its tensor {}",
+            zp.dtype(),
+            t.dtype()
+        );
     }
     let z = zp.to_i64_vec();
     if z.len() == 1 {
@@ -470,7 +509,11 @@ fn dequant_ints(t: &Tensor, zp: Option<&Tensor>, per_channel: bool) -> Result<Ve
             *x -= z[i / row.max(1)];
         }
     } else {
-        return invalid!("zero point of shape {:?} does not fit {:?}", zp.shape(), t.shape());
+        return invalid!(
+            "zero point of shape {:?} does not fit {:?}",
+            zp.shape(),
+            t.shape()
+        );
     }
     Ok(v)
 }
@@ -505,7 +548,10 @@ fn scales(t: &Tensor, n: usize, what: &str) -> Result<Vec<f32>, OpError> {
     if v.len() == 1 || (v.len() == n && t.rank() == 1) {
         Ok(v)
     } else {
-        invalid!("{what} of shape {:?} does not fit {n} output channels", t.shape())
+        invalid!(
+            "{what} of shape {:?} does not fit {n} output channels",
+            t.shape()
+        )
     }
 }
 
@@ -532,7 +578,7 @@ impl Eval for QLinearConv {
                 return invalid!("bias must be i32, found {}", b.dtype());
             }
             let b: Vec<i64> = b.to_i64_vec();
-            add_bias(&mut acc, g.maps, &b)?;
+            add_bias(&mut acc, g.maps, g.plane(), &b)?;
             acc.iter_mut().for_each(|v| *v = *v as i32 as i64);
         }
         let x_scale = scales(cx.input(1)?, 1, "x_scale")?[0];
@@ -551,7 +597,11 @@ impl Eval for QLinearConv {
             .iter()
             .enumerate()
             .map(|(i, &a)| {
-                let ws = w_scale[if w_scale.len() == 1 { 0 } else { (i / l.max(1)) % g.maps }];
+                let ws = w_scale[if w_scale.len() == 1 {
+                    0
+                } else {
+                    (i / l.max(1)) % g.maps
+                }];
                 // The multiplier is formed in f32, as ONNX does.
                 let mult = (x_scale * ws / y_scale) as f64;
                 (a as f64 * mult + zp).clamp(lo, hi).round_ties_even()
@@ -600,7 +650,17 @@ fn conv_transpose<T: Num>(
                 let h1 = (h0 + chunk).min(axes[0].output);
                 let ncols = (h1 - h0) * rest;
                 let block = &mut cols[..rows * ncols];
-                T::gemm(rows, cg, ncols, wg, (1, rows), &img[h0 * rest..], (lin, 1), block, (ncols, 1));
+                T::gemm(
+                    rows,
+                    cg,
+                    ncols,
+                    wg,
+                    (1, rows),
+                    &img[h0 * rest..],
+                    (lin, 1),
+                    block,
+                    (ncols, 1),
+                );
                 col2im_add(block, mg, axes, h0..h1, dst);
             }
         }
@@ -649,14 +709,14 @@ impl Eval for ConvTranspose {
             FloatData::F32(v) => {
                 let (s, mut out) = conv_transpose(&v[0], &v[1], xs, group, mg, &axes)?;
                 if let Some(b) = v.get(2) {
-                    add_bias(&mut out, mg * group, b)?;
+                    add_bias(&mut out, mg * group, s[2..].iter().product(), b)?;
                 }
                 (s, FloatOut::F32(out))
             }
             FloatData::F64(v) => {
                 let (s, mut out) = conv_transpose(&v[0], &v[1], xs, group, mg, &axes)?;
                 if let Some(b) = v.get(2) {
-                    add_bias(&mut out, mg * group, b)?;
+                    add_bias(&mut out, mg * group, s[2..].iter().product(), b)?;
                 }
                 (s, FloatOut::F64(out))
             }
@@ -741,7 +801,10 @@ impl Eval for DeformConv {
         let mut off_shape = vec![g.batch, og * taps * r];
         off_shape.extend(g.axes.iter().map(|a| a.output));
         if offset.shape() != off_shape.as_slice() {
-            return invalid!("offset has shape {:?}, expected {off_shape:?}", offset.shape());
+            return invalid!(
+                "offset has shape {:?}, expected {off_shape:?}",
+                offset.shape()
+            );
         }
         let mask = cx.opt_input(4);
         let mut mask_shape = vec![g.batch, og * taps];
@@ -803,7 +866,7 @@ impl Eval for DeformConv {
             }
         }
         if let Some(b) = cx.opt_input(3) {
-            add_bias(&mut out, g.maps, &b.to_f64_vec())?;
+            add_bias(&mut out, g.maps, g.plane(), &b.to_f64_vec())?;
         }
         one(from_f64(x.dtype(), out_shape, out)?)
     }
@@ -1027,11 +1090,7 @@ fn lp_power(p: i64) -> Result<f64, OpError> {
 
 fn lp_term(p: f64) -> impl Fn(f64) -> f64 {
     move |v: f64| {
-        if p == 2.0 {
-            v * v
-        } else {
-            v.abs().powf(p)
-        }
+        if p == 2.0 { v * v } else { v.abs().powf(p) }
     }
 }
 
@@ -1231,7 +1290,9 @@ impl Eval for GlobalMaxPool {
                 }
             };
         }
-        one(go!(F32, F64, F16, BF16, I8, U8, I16, U16, I32, I64, U32, U64))
+        one(go!(
+            F32, F64, F16, BF16, I8, U8, I16, U16, I32, I64, U32, U64
+        ))
     }
 }
 
@@ -1335,6 +1396,16 @@ mod tests {
     }
 
     #[test]
+    fn bias_follows_the_channel_in_every_image() {
+        // Two images of one pixel, two 1×1 filters (×1, ×2), bias 10 / 20.
+        let x = t(&[2, 1, 1, 1], &[1., 3.]);
+        let w = t(&[2, 1, 1, 1], &[1., 2.]);
+        let b = t(&[2], &[10., 20.]);
+        let y = &run(conv(None, None), &[&x, &w, &b])[0];
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[11., 22., 13., 26.]);
+    }
+
+    #[test]
     fn same_lower_pads_at_the_start() {
         let win = Window::new(&[2], Some(&[1]), None, None, AutoPad::SameLower, false).unwrap();
         let a = win.axis(0, 4).unwrap();
@@ -1348,15 +1419,18 @@ mod tests {
     fn ceil_mode_drops_windows_starting_in_the_end_padding() {
         // in 5, kernel 2, stride 2, pads 0/1: ceil((6-2)/2)+1 = 3 windows,
         // starting at 0, 2, 4 (inside the input).
-        let win = Window::new(&[2], Some(&[2]), None, Some(&[0, 1]), AutoPad::NotSet, true).unwrap();
+        let win =
+            Window::new(&[2], Some(&[2]), None, Some(&[0, 1]), AutoPad::NotSet, true).unwrap();
         assert_eq!(win.axis(0, 5).unwrap().output, 3);
         // in 4, kernel 2, stride 2, pads 1/1: ceil(4/2)+1 = 3 windows
         // starting at -1, 1, 3, all before in + pad_begin.
-        let win = Window::new(&[2], Some(&[2]), None, Some(&[1, 1]), AutoPad::NotSet, true).unwrap();
+        let win =
+            Window::new(&[2], Some(&[2]), None, Some(&[1, 1]), AutoPad::NotSet, true).unwrap();
         assert_eq!(win.axis(0, 4).unwrap().output, 3);
         // in 3, kernel 1, stride 2, pads 0/2: ceil(4/2)+1 = 3, the last would
         // start at 4 ≥ 3 + 0, so 2 windows.
-        let win = Window::new(&[1], Some(&[2]), None, Some(&[0, 2]), AutoPad::NotSet, true).unwrap();
+        let win =
+            Window::new(&[1], Some(&[2]), None, Some(&[0, 2]), AutoPad::NotSet, true).unwrap();
         assert_eq!(win.axis(0, 3).unwrap().output, 2);
     }
 

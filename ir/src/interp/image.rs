@@ -61,7 +61,14 @@ impl Resize {
     /// Source coordinate of output index `y`, or `None` to extrapolate.
     /// As in ONNX, the resized length in the formulas is `scale * input`,
     /// which may be fractional, while `output` is the integral extent.
-    fn source(&self, y: usize, input: usize, output: usize, scale: f64, roi: (f64, f64)) -> Option<f64> {
+    fn source(
+        &self,
+        y: usize,
+        input: usize,
+        output: usize,
+        scale: f64,
+        roi: (f64, f64),
+    ) -> Option<f64> {
         let (y, inp) = (y as f64, input as f64);
         let resized = scale * inp;
         Some(match self.coordinate_transformation_mode {
@@ -101,7 +108,13 @@ impl Resize {
         })
     }
 
-    fn axis_taps(&self, input: usize, output: usize, scale: f64, roi: (f64, f64)) -> Result<AxisTaps, OpError> {
+    fn axis_taps(
+        &self,
+        input: usize,
+        output: usize,
+        scale: f64,
+        roi: (f64, f64),
+    ) -> Result<AxisTaps, OpError> {
         // Kernel width: the antialiased filters stretch by 1/scale when
         // downsampling.
         let s = if self.antialias && self.mode != ResizeMode::Nearest {
@@ -112,7 +125,11 @@ impl Resize {
         let (n, first) = match self.mode {
             ResizeMode::Nearest => (1, 0i64),
             ResizeMode::Linear | ResizeMode::Cubic => {
-                let support = if self.mode == ResizeMode::Linear { 1.0 } else { 2.0 };
+                let support = if self.mode == ResizeMode::Linear {
+                    1.0
+                } else {
+                    2.0
+                };
                 let first = (-support / s).floor() + 1.0;
                 if first < -(1 << 20) as f64 {
                     return unsupported!("Resize with antialias at scale {scale}");
@@ -123,19 +140,28 @@ impl Resize {
         checked_shape(&[output as i64, n as i64])?;
         let a = self.cubic_coeff_a as f64;
         let mut taps = Vec::with_capacity(output * n);
-        let mut extrapolated = vec![false; output];
+        let mut extrapolated = Vec::with_capacity(output);
         let mut w = vec![0.0; n];
         let mut idx = vec![0i64; n];
         for y in 0..output {
-            let Some(x) = self.source(y, input, output, scale, roi) else {
-                extrapolated[y] = true;
+            let source = self.source(y, input, output, scale, roi);
+            extrapolated.push(source.is_none());
+            let Some(x) = source else {
                 taps.extend(std::iter::repeat_n((0, 0.0), n));
                 continue;
             };
-            let x = if x.is_finite() { x.clamp(-1e15, 1e15) } else { 0.0 };
+            let x = if x.is_finite() {
+                x.clamp(-1e15, 1e15)
+            } else {
+                0.0
+            };
             let fl = x.floor();
             // An integral x is read as the right end of [x - 1, x].
-            let (base, ratio) = if fl == x { (fl as i64 - 1, 1.0) } else { (fl as i64, x - fl) };
+            let (base, ratio) = if fl == x {
+                (fl as i64 - 1, 1.0)
+            } else {
+                (fl as i64, x - fl)
+            };
             match self.mode {
                 ResizeMode::Nearest => {
                     let up = match self.nearest_mode {
@@ -348,7 +374,11 @@ impl Eval for GridSample {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let (x, grid) = (cx.input(0)?, cx.input(1)?);
         let (xs, gs) = (x.shape(), grid.shape());
-        if xs.len() < 3 || gs.len() != xs.len() || gs[0] != xs[0] || gs[gs.len() - 1] != xs.len() - 2 {
+        if xs.len() < 3
+            || gs.len() != xs.len()
+            || gs[0] != xs[0]
+            || gs[gs.len() - 1] != xs.len() - 2
+        {
             return invalid!("input {xs:?} and grid {gs:?} do not match");
         }
         if !x.dtype().is_float() && !x.dtype().is_int() {
@@ -468,7 +498,11 @@ impl Eval for AffineGrid {
         // Normalized base coordinate of index i along an axis of extent d.
         let base = |i: usize, d: usize| {
             if self.align_corners {
-                if d > 1 { -1.0 + 2.0 * i as f64 / (d - 1) as f64 } else { -1.0 }
+                if d > 1 {
+                    -1.0 + 2.0 * i as f64 / (d - 1) as f64
+                } else {
+                    -1.0
+                }
             } else {
                 -1.0 + (2 * i + 1) as f64 / d as f64
             }
@@ -480,7 +514,9 @@ impl Eval for AffineGrid {
             for p in 0..points {
                 let idx = unravel(p, spatial);
                 // Homogeneous point (x, y[, z], 1): x runs along the last axis.
-                let mut h: Vec<f64> = (0..r).map(|j| base(idx[r - 1 - j], spatial[r - 1 - j])).collect();
+                let mut h: Vec<f64> = (0..r)
+                    .map(|j| base(idx[r - 1 - j], spatial[r - 1 - j]))
+                    .collect();
                 h.push(1.0);
                 for row in 0..r {
                     out.push((0..=r).map(|k| t[row * (r + 1) + k] * h[k]).sum());
@@ -540,7 +576,7 @@ impl Eval for RoiAlign {
                 }
             };
             let (gh, gw) = (grid(bh), grid(bw));
-            if !(gh * gw <= (1u64 << 24) as f64) {
+            if gh * gw > (1u64 << 24) as f64 || (gh * gw).is_nan() {
                 return unsupported!("RoiAlign with {gh}×{gw} samples per bin");
             }
             let (gh, gw) = (gh as usize, gw as usize);
@@ -572,7 +608,9 @@ impl Eval for RoiAlign {
                         RoiPoolMode::Max => ss
                             .iter()
                             .map(|(p, wt)| {
-                                (0..4).map(|k| wt[k] * img[p[k]]).fold(f64::NEG_INFINITY, f64::max)
+                                (0..4)
+                                    .map(|k| wt[k] * img[p[k]])
+                                    .fold(f64::NEG_INFINITY, f64::max)
                             })
                             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
                             .unwrap_or(0.0),
@@ -623,7 +661,12 @@ fn corners(b: &[f64], center: bool) -> [f64; 4] {
         let (hw, hh) = (b[2] / 2.0, b[3] / 2.0);
         [b[0] - hw, b[1] - hh, b[0] + hw, b[1] + hh]
     } else {
-        [b[1].min(b[3]), b[0].min(b[2]), b[1].max(b[3]), b[0].max(b[2])]
+        [
+            b[1].min(b[3]),
+            b[0].min(b[2]),
+            b[1].max(b[3]),
+            b[0].max(b[2]),
+        ]
     }
 }
 
@@ -660,10 +703,14 @@ impl Eval for NonMaxSuppression {
         let sv = to_f64(scores, "NonMaxSuppression")?;
         let mut selected: Vec<i64> = Vec::new();
         for b in 0..batches {
-            let boxes: Vec<[f64; 4]> = (0..n).map(|i| corners(&bv[(b * n + i) * 4..][..4], center)).collect();
+            let boxes: Vec<[f64; 4]> = (0..n)
+                .map(|i| corners(&bv[(b * n + i) * 4..][..4], center))
+                .collect();
             for c in 0..classes {
                 let sc = &sv[(b * classes + c) * n..][..n];
-                let mut cand: Vec<usize> = (0..n).filter(|&i| min_score.is_none_or(|m| sc[i] > m)).collect();
+                let mut cand: Vec<usize> = (0..n)
+                    .filter(|&i| min_score.is_none_or(|m| sc[i] > m))
+                    .collect();
                 // Highest score first, ties by lower index.
                 cand.sort_by(|&i, &j| sc[j].total_cmp(&sc[i]).then(i.cmp(&j)));
                 let mut kept: Vec<usize> = Vec::new();
@@ -778,7 +825,9 @@ mod tests {
         let max = Tensor::scalar(10i64);
         let iou = Tensor::scalar(0.5f32);
         let y = run(
-            NonMaxSuppression { center_point_box: 0 },
+            NonMaxSuppression {
+                center_point_box: 0,
+            },
             &[Some(&boxes), Some(&scores), Some(&max), Some(&iou)],
         );
         assert_eq!(y.as_slice::<i64>().unwrap(), &[0, 0, 1, 0, 0, 2]);

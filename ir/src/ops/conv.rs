@@ -59,7 +59,12 @@ impl AxisWindow {
 }
 
 /// Attribute values checked to be positive, one per spatial axis.
-fn per_axis(v: Option<&[i64]>, n: usize, what: &str, default: usize) -> Result<Vec<usize>, OpError> {
+fn per_axis(
+    v: Option<&[i64]>,
+    n: usize,
+    what: &str,
+    default: usize,
+) -> Result<Vec<usize>, OpError> {
     let Some(v) = v else {
         return Ok(vec![default; n]);
     };
@@ -423,7 +428,11 @@ impl ConvTranspose {
             let same = matches!(self.auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
             let target = match &out_shape {
                 Some(o) => Some(o[i]),
-                None if same => Some((input[i] as i64).checked_mul(s as i64).ok_or_else(too_big)?),
+                None if same => Some(
+                    (input[i] as i64)
+                        .checked_mul(s as i64)
+                        .ok_or_else(too_big)?,
+                ),
                 None => None,
             };
             let (pad_begin, output) = match target {
@@ -694,7 +703,10 @@ impl MaxUnpool {
         )?;
         let r = win.rank();
         if input.len() != r {
-            return invalid!("kernel_shape has {r} values for {} spatial axes", input.len());
+            return invalid!(
+                "kernel_shape has {r} values for {} spatial axes",
+                input.len()
+            );
         }
         input
             .iter()
@@ -721,7 +733,10 @@ impl Infer for MaxUnpool {
         expect_dtype(cx, 1, |d| d == DType::I64, "i64")?;
         if cx.opt_input(2).is_some() {
             if let Some(shape) = cx.ints(2) {
-                return one(TensorType::new(dtype, super::infer::shape_from_ints(&shape)));
+                return one(TensorType::new(
+                    dtype,
+                    super::infer::shape_from_ints(&shape),
+                ));
             }
             let rank = cx.input(0)?.rank();
             return one(match rank {
@@ -741,29 +756,37 @@ impl Infer for MaxUnpool {
 impl Infer for Col2Im {
     fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
         let dtype = cx.dtype(0)?;
-        let image = cx.ints(1);
-        let block = cx.ints(2);
         let x = cx.input(0)?;
         if let Some(r) = x.rank()
             && r != 3
         {
             return invalid!("input must have rank 3, found {r}");
         }
-        let n = x.dims().map_or(Dim::Unknown, |d| d[0].clone());
-        let rank = image
-            .as_ref()
-            .map(|v| v.len())
-            .or(block.as_ref().map(|v| v.len()))
-            .or(cx.input(1)?.dims().and_then(|d| d.first()?.known()).map(|n| n as usize));
+        let (image, block) = (cx.ints(1), cx.ints(2));
+        // The number of image axes: from either shape input's value or length.
+        let rank = match (&image, &block) {
+            (Some(v), _) | (None, Some(v)) => Some(v.len()),
+            _ => cx
+                .input(1)?
+                .dims()
+                .and_then(|d| d.first()?.known())
+                .map(|n| n as usize),
+        };
         let Some(r) = rank else {
             return one(TensorType::unknown_rank(dtype));
         };
-        let c = match (x.dims().and_then(|d| d[1].known()), &block) {
+        let xd = x.dims();
+        let n = xd.map_or(Dim::Unknown, |d| d[0].clone());
+        // Channels: the input's second dim over the block size.
+        let c = match (xd.and_then(|d| d[1].known()), &block) {
             (Some(cb), Some(b)) => {
-                let k = b.iter().try_fold(1u64, |acc, &v| {
-                    (v > 0).then(|| acc.checked_mul(v as u64)).flatten()
+                let taps = b.iter().try_fold(1u64, |acc, &v| {
+                    u64::try_from(v)
+                        .ok()
+                        .filter(|&v| v > 0)
+                        .and_then(|v| acc.checked_mul(v))
                 });
-                match k {
+                match taps {
                     Some(k) if cb % k == 0 => Dim::Known(cb / k),
                     _ => return invalid!("{cb} channels do not split into blocks of {b:?}"),
                 }
@@ -772,9 +795,126 @@ impl Infer for Col2Im {
         };
         let mut dims = vec![n, c];
         match image {
-            Some(v) if v.len() == r => dims.extend(super::infer::shape_from_ints(&v).dims().unwrap_or(&[]).iter().cloned()),
+            Some(v) if v.len() == r => dims.extend(v.iter().map(|&d| {
+                if d >= 0 {
+                    Dim::Known(d as u64)
+                } else {
+                    Dim::Unknown
+                }
+            })),
             _ => dims.extend(vec![Dim::Unknown; r]),
         }
         one(TensorType::new(dtype, Shape::Ranked(dims)))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// `f32[N,3,?]` to a type.
+    pub(crate) fn ty(s: &str) -> TensorType {
+        let (d, dims) = s.trim_end_matches(']').split_once('[').unwrap();
+        let dtype = DType::all().find(|t| t.name() == d).unwrap();
+        let dims = dims
+            .split(',')
+            .map(|x| match x.parse::<u64>() {
+                Ok(n) => Dim::Known(n),
+                Err(_) if x == "?" => Dim::Unknown,
+                Err(_) => Dim::sym(x),
+            })
+            .collect();
+        TensorType::new(dtype, Shape::Ranked(dims))
+    }
+
+    fn infer(op: impl Into<Op>, inputs: &[&str]) -> Result<Vec<String>, OpError> {
+        let inputs: Vec<Option<TensorType>> = inputs.iter().map(|s| Some(ty(s))).collect();
+        let cx = InferCx {
+            inputs: &inputs,
+            values: &[],
+            num_outputs: 2,
+        };
+        Ok(op
+            .into()
+            .infer(&cx)?
+            .iter()
+            .map(|t| t.to_string())
+            .collect())
+    }
+
+    fn conv() -> Conv {
+        Conv {
+            auto_pad: AutoPad::NotSet,
+            dilations: None,
+            group: 1,
+            kernel_shape: None,
+            pads: None,
+            strides: None,
+        }
+    }
+
+    #[test]
+    fn conv_output_extents() {
+        // (32 + 2 - 3) / 2 + 1 = 16; (20 + 2 - (2*2+1)) / 2 + 1 = 9.
+        let mut op = conv();
+        op.pads = Some(vec![1, 1, 1, 1]);
+        op.strides = Some(vec![2, 2]);
+        op.dilations = Some(vec![1, 2]);
+        assert_eq!(
+            infer(op, &["f32[N,3,32,20]", "f32[8,3,3,3]"]).unwrap(),
+            ["f32[N,8,16,9]"]
+        );
+        // SAME_UPPER keeps ceil(in / stride) whatever the kernel.
+        let mut op = conv();
+        op.auto_pad = AutoPad::SameUpper;
+        op.strides = Some(vec![3]);
+        assert_eq!(
+            infer(op, &["f32[1,2,10]", "f32[4,2,5]"]).unwrap(),
+            ["f32[1,4,4]"]
+        );
+        // Channels must match the weight times the groups.
+        assert!(infer(conv(), &["f32[1,3,8,8]", "f32[4,2,3,3]"]).is_err());
+        // The kernel may be unknown: so are the output extents.
+        assert_eq!(
+            infer(conv(), &["f32[1,3,8,8]", "f32[4,3,K,K]"]).unwrap(),
+            ["f32[1,4,?,?]"]
+        );
+    }
+
+    #[test]
+    fn pool_extents_with_ceil_mode_and_indices() {
+        let op = MaxPool {
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: true,
+            dilations: None,
+            kernel_shape: vec![3, 3],
+            pads: None,
+            storage_order: 0,
+            strides: Some(vec![2, 2]),
+        };
+        // ceil((112 - 3) / 2) + 1 = 56.
+        assert_eq!(
+            infer(op, &["f32[1,64,112,112]"]).unwrap(),
+            ["f32[1,64,56,56]", "i64[1,64,56,56]"]
+        );
+    }
+
+    #[test]
+    fn conv_transpose_extents() {
+        let op = ConvTranspose {
+            auto_pad: AutoPad::NotSet,
+            dilations: None,
+            group: 2,
+            kernel_shape: None,
+            output_padding: Some(vec![1]),
+            output_shape: None,
+            pads: Some(vec![1, 1]),
+            strides: Some(vec![2]),
+        };
+        // 2 * (5 - 1) + 1 + 3 - 2 = 10 outputs, 3 maps per group.
+        assert_eq!(
+            infer(op, &["f32[1,4,5]", "f32[4,3,3]"]).unwrap(),
+            ["f32[1,6,10]"]
+        );
     }
 }

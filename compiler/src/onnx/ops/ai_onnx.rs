@@ -54,6 +54,7 @@ pub(super) fn register(reg: &mut dyn FnMut(&'static str, Build)) {
     reg("DequantizeLinear", quantize);
     reg("LpPool", lp_pool);
     reg("GlobalLpPool", lp_pool);
+    reg("RoiAlign", roi_align);
 }
 
 /// Moves an int or ints attribute to a constant input at `index`.
@@ -402,6 +403,18 @@ fn lp_pool(mut cx: NodeCx) -> Result<(), ImportError> {
     // Opset 1 had a float `p`.
     if let Some(AttrValue::Float(p)) = cx.attrs.get("p").cloned() {
         cx.attrs.insert("p", AttrValue::Int(p as i64));
+    }
+    generic(cx)
+}
+
+fn roi_align(mut cx: NodeCx) -> Result<(), ImportError> {
+    // Before opset 16 RoiAlign had no coordinate_transformation_mode and
+    // behaved as `output_half_pixel` (no half-pixel offset).
+    if cx.opset < 16 && cx.attrs.get("coordinate_transformation_mode").is_none() {
+        cx.attrs.insert(
+            "coordinate_transformation_mode",
+            AttrValue::Str("output_half_pixel".into()),
+        );
     }
     generic(cx)
 }
