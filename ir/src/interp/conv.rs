@@ -256,12 +256,17 @@ fn col2im_add<T: Num>(
 /// How many first-axis output rows to unfold at once for `rows` column rows.
 fn chunk_rows(rows: usize, axes: &[AxisWindow]) -> usize {
     let rest: usize = axes[1..].iter().map(|a| a.output).product();
-    (COLUMN_BUDGET / (rows * rest).max(1)).clamp(1, axes[0].output.max(1))
+    (COLUMN_BUDGET / rows.saturating_mul(rest).max(1)).clamp(1, axes[0].output.max(1))
 }
 
-/// A buffer of `n` elements, with `n` checked against the element limit.
-fn buffer<T: Num>(n: usize) -> Result<Vec<T>, OpError> {
-    checked_shape(&[n as i64])?;
+/// A zeroed buffer of `dims.product()` elements, checked against the
+/// element limit first.
+fn buffer<T: Num>(dims: &[usize]) -> Result<Vec<T>, OpError> {
+    let dims: Vec<i64> = dims
+        .iter()
+        .map(|&d| d.min(i64::MAX as usize) as i64)
+        .collect();
+    let n = checked_shape(&dims)?.iter().product();
     Ok(vec![T::default(); n])
 }
 
@@ -341,7 +346,7 @@ impl ConvGeom {
 /// Convolution of `x` with `w` (no bias) in the element type `T`.
 fn conv_forward<T: Num>(g: &ConvGeom, x: &[T], w: &[T]) -> Result<Vec<T>, OpError> {
     let out_shape = g.out_shape()?;
-    let mut out = buffer::<T>(out_shape.iter().product())?;
+    let mut out = buffer::<T>(&out_shape)?;
     let axes = &g.axes;
     let (cg, mg) = (g.channels / g.group, g.maps / g.group);
     let taps: usize = axes.iter().map(|a| a.kernel).product();
@@ -359,7 +364,7 @@ fn conv_forward<T: Num>(g: &ConvGeom, x: &[T], w: &[T]) -> Result<Vec<T>, OpErro
     let mut cols = if pointwise {
         Vec::new()
     } else {
-        buffer::<T>(rows * chunk * rest)?
+        buffer::<T>(&[rows, chunk, rest])?
     };
     for n in 0..g.batch {
         for gi in 0..g.group {
@@ -628,7 +633,7 @@ fn conv_transpose<T: Num>(
     let mut shape = vec![batch as i64, maps as i64];
     shape.extend(axes.iter().map(|a| a.input as i64));
     let shape = checked_shape(&shape)?;
-    let mut out = buffer::<T>(shape.iter().product())?;
+    let mut out = buffer::<T>(&shape)?;
     let taps: usize = axes.iter().map(|a| a.kernel).product();
     let rows = mg * taps;
     let lin: usize = axes.iter().map(|a| a.output).product();
@@ -638,7 +643,7 @@ fn conv_transpose<T: Num>(
     }
     let rest = lin / axes[0].output;
     let chunk = chunk_rows(rows, axes);
-    let mut cols = buffer::<T>(rows * chunk * rest)?;
+    let mut cols = buffer::<T>(&[rows, chunk, rest])?;
     for n in 0..batch {
         for gi in 0..group {
             let img = &x[(n * channels + gi * cg) * lin..][..cg * lin];
@@ -760,7 +765,7 @@ impl Eval for Col2Im {
         let shape = checked_shape(&shape)?;
         let plane: usize = image.iter().product();
         let v = to_f64(x, "Col2Im")?;
-        let mut out = buffer::<f64>(shape.iter().product())?;
+        let mut out = buffer::<f64>(&shape)?;
         if blocks > 0 {
             for n in 0..xs[0] {
                 let cols = &v[n * xs[1] * blocks..][..xs[1] * blocks];
@@ -826,8 +831,8 @@ impl Eval for DeformConv {
         let (cg, mg) = (g.channels / g.group, g.maps / g.group);
         let c_per_og = g.channels / og;
         let out_shape = g.out_shape()?;
-        let mut out = buffer::<f64>(out_shape.iter().product())?;
-        let mut cols = buffer::<f64>(g.channels * taps * l)?;
+        let mut out = buffer::<f64>(&out_shape)?;
+        let mut cols = buffer::<f64>(&[g.channels, taps, l])?;
         // Corner offsets and weights of one sampling point.
         let mut corners: Vec<(usize, f64)> = Vec::with_capacity(1 << r);
         for n in 0..g.batch {
@@ -1316,7 +1321,7 @@ impl Eval for MaxUnpool {
         let full = checked_shape(&full)?;
         let n: usize = full.iter().product();
         let v = to_f64(x, "MaxUnpool")?;
-        let mut out = buffer::<f64>(n)?;
+        let mut out = buffer::<f64>(&[n])?;
         for (&val, i) in v.iter().zip(ind.to_i64_vec()) {
             if i < 0 || i as usize >= n {
                 return invalid!("index {i} is out of range for the unpooled shape {full:?}");
@@ -1330,7 +1335,7 @@ impl Eval for MaxUnpool {
         if shape.len() != xs.len() || shape[..2] != xs[..2] {
             return invalid!("output_shape {shape:?} does not fit input {xs:?}");
         }
-        let mut placed = buffer::<f64>(shape.iter().product())?;
+        let mut placed = buffer::<f64>(&shape)?;
         let st = strides(&shape);
         for (i, &val) in out.iter().enumerate() {
             let m = unravel(i, &full);
@@ -1523,5 +1528,55 @@ mod tests {
         let big = t(&[1, 1, 5, 5], &[0.; 25]);
         let op: Op = conv(None, None).into();
         assert!(eval_op(&op, &[Some(&x.clone()), Some(&big)], &types).is_err());
+    }
+
+    #[test]
+    fn hostile_attributes_are_errors_not_panics() {
+        let x = t(&[1, 1, 4, 4], &[1.; 16]);
+        let w = t(&[1, 1, 2, 2], &[1.; 4]);
+        let types = vec![TensorType::unknown_rank(DType::F32); 2];
+        let eval = |op: Op, ins: &[&Tensor]| {
+            let ins: Vec<Option<&Tensor>> = ins.iter().map(|&t| Some(t)).collect();
+            eval_op(&op, &ins, &types)
+        };
+        for pads in [vec![i64::MAX; 4], vec![-1; 4], vec![0; 3]] {
+            assert!(eval(conv(Some(pads), None).into(), &[&x, &w]).is_err());
+        }
+        // A large stride is fine (one window); zero or absurd ones are not.
+        for (stride, ok) in [(1 << 40, true), (i64::MAX, false), (0, false)] {
+            let r = eval(conv(None, Some(vec![stride, 1])).into(), &[&x, &w]);
+            assert_eq!(r.is_ok(), ok, "stride {stride}");
+        }
+        let mut op = conv(None, None);
+        op.dilations = Some(vec![i64::MAX, i64::MAX]);
+        assert!(eval(op.into(), &[&x, &w]).is_err());
+        let ct = ConvTranspose {
+            auto_pad: AutoPad::NotSet,
+            dilations: None,
+            group: 1,
+            kernel_shape: None,
+            output_padding: None,
+            output_shape: Some(vec![i64::MAX, 3]),
+            pads: None,
+            strides: Some(vec![1 << 40, 1]),
+        };
+        assert!(eval(ct.into(), &[&x, &w]).is_err());
+        let pool = MaxPool {
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: true,
+            dilations: None,
+            kernel_shape: vec![2, 2],
+            pads: Some(vec![0, 0, 1 << 40, 0]),
+            storage_order: 0,
+            strides: Some(vec![i64::MAX, 1]),
+        };
+        assert!(eval(pool.into(), &[&x]).is_err());
+        let unpool = MaxUnpool {
+            kernel_shape: vec![2, 2],
+            pads: None,
+            strides: Some(vec![1 << 40, 1 << 40]),
+        };
+        let idx = Tensor::from_vec(vec![1, 1, 4, 4], vec![0i64; 16]);
+        assert!(eval(unpool.into(), &[&x, &idx]).is_err());
     }
 }

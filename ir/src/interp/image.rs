@@ -49,6 +49,25 @@ fn cubic(a: f64, t: f64) -> f64 {
     }
 }
 
+/// The region of interest of one axis for tf_crop_and_resize, in input
+/// coordinates: `origin = start * (length - 1)`, computed in the roi's
+/// own precision as ONNX implementations do (so a crop that starts on a
+/// pixel picks exactly that pixel).
+#[derive(Clone, Copy, PartialEq)]
+struct Roi {
+    start: f64,
+    end: f64,
+    origin: f64,
+}
+
+impl Roi {
+    const FULL: Roi = Roi {
+        start: 0.0,
+        end: 1.0,
+        origin: 0.0,
+    };
+}
+
 /// Interpolation taps of one resized axis: `n` (index, weight) pairs per
 /// output index, or none for outputs that take the extrapolation value.
 struct AxisTaps {
@@ -61,14 +80,7 @@ impl Resize {
     /// Source coordinate of output index `y`, or `None` to extrapolate.
     /// As in ONNX, the resized length in the formulas is `scale * input`,
     /// which may be fractional, while `output` is the integral extent.
-    fn source(
-        &self,
-        y: usize,
-        input: usize,
-        output: usize,
-        scale: f64,
-        roi: (f64, f64),
-    ) -> Option<f64> {
+    fn source(&self, y: usize, input: usize, output: usize, scale: f64, roi: Roi) -> Option<f64> {
         let (y, inp) = (y as f64, input as f64);
         let resized = scale * inp;
         Some(match self.coordinate_transformation_mode {
@@ -94,11 +106,10 @@ impl Resize {
             }
             CoordinateTransform::Asymmetric => y / scale,
             CoordinateTransform::TfCropAndResize => {
-                let (start, end) = roi;
                 let x = if resized > 1.0 {
-                    start * (inp - 1.0) + y * (end - start) * (inp - 1.0) / (resized - 1.0)
+                    roi.origin + y * (roi.end - roi.start) * (inp - 1.0) / (resized - 1.0)
                 } else {
-                    0.5 * (start + end) * (inp - 1.0)
+                    0.5 * (roi.start + roi.end) * (inp - 1.0)
                 };
                 if !(0.0..=inp - 1.0).contains(&x) {
                     return None;
@@ -113,7 +124,7 @@ impl Resize {
         input: usize,
         output: usize,
         scale: f64,
-        roi: (f64, f64),
+        roi: Roi,
     ) -> Result<AxisTaps, OpError> {
         // Kernel width: the antialiased filters stretch by 1/scale when
         // downsampling.
@@ -264,17 +275,28 @@ impl Eval for Resize {
         let out_shape = checked_shape(&out_shape)?;
         let axes = self.resize_axes(rank)?;
         // Per-axis region of interest, for tf_crop_and_resize.
-        let mut roi = vec![(0.0, 1.0); rank];
+        let mut roi = vec![Roi::FULL; rank];
         if self.coordinate_transformation_mode == CoordinateTransform::TfCropAndResize {
             let Some(r) = given(cx, 1) else {
                 return invalid!("tf_crop_and_resize needs a roi");
             };
+            let single = r.dtype() == DType::F32;
             let r = r.to_f64_vec();
             if r.len() != 2 * axes.len() {
                 return invalid!("roi has {} values for {} axes", r.len(), axes.len());
             }
             for (j, &a) in axes.iter().enumerate() {
-                roi[a] = (r[j], r[axes.len() + j]);
+                let (start, last) = (r[j], x.shape()[a] as f64 - 1.0);
+                let origin = if single {
+                    (start as f32 * last as f32) as f64
+                } else {
+                    start * last
+                };
+                roi[a] = Roi {
+                    start,
+                    end: r[axes.len() + j],
+                    origin,
+                };
             }
         }
         let mut v = to_f64(x, "Resize")?;
@@ -283,7 +305,7 @@ impl Eval for Resize {
             let (input, output) = (shape[a], out_shape[a]);
             let scale = plan[a].scale.unwrap_or(1.0);
             let tf = self.coordinate_transformation_mode == CoordinateTransform::TfCropAndResize;
-            if input == output && scale == 1.0 && (!tf || roi[a] == (0.0, 1.0)) {
+            if input == output && scale == 1.0 && (!tf || roi[a] == Roi::FULL) {
                 continue;
             }
             let next: Vec<i64> = shape
@@ -342,6 +364,9 @@ struct SampleAxis {
 impl SampleAxis {
     /// The input index read at integral position `i`; `None` reads zero.
     fn pixel(&self, i: f64) -> Option<usize> {
+        if self.size == 0 {
+            return None;
+        }
         let last = self.size as f64 - 1.0;
         let i = match self.padding {
             GridPaddingMode::Zeros => {
@@ -364,7 +389,7 @@ impl SampleAxis {
         }
         match self.padding {
             GridPaddingMode::Zeros => x,
-            GridPaddingMode::Border => x.clamp(0.0, self.size as f64 - 1.0),
+            GridPaddingMode::Border => x.clamp(0.0, (self.size as f64 - 1.0).max(0.0)),
             GridPaddingMode::Reflection => reflect(x, self.lo, self.hi),
         }
     }
@@ -408,7 +433,10 @@ impl Eval for GridSample {
             .collect();
         let xv = to_f64(x, "GridSample")?;
         let gv = grid.to_f64_vec();
-        let mut out = vec![0.0; n * c * points];
+        let mut shape = vec![n as i64, c as i64];
+        shape.extend(gs[1..gs.len() - 1].iter().map(|&d| d as i64));
+        let shape = checked_shape(&shape)?;
+        let mut out = vec![0.0; shape.iter().product()];
         // Per axis: (input index or zero, weight) taps of the current point.
         let mut taps: Vec<Vec<(Option<usize>, f64)>> = vec![Vec::new(); r];
         let mut corners: Vec<(usize, f64)> = Vec::new();
@@ -470,8 +498,6 @@ impl Eval for GridSample {
                 }
             }
         }
-        let mut shape = vec![n, c];
-        shape.extend(&gs[1..gs.len() - 1]);
         one(result(x.dtype(), shape, out)?)
     }
 }

@@ -58,6 +58,10 @@ impl AxisWindow {
     }
 }
 
+/// Largest window attribute (kernel, stride, dilation, pad) Saturn accepts,
+/// so that window arithmetic cannot overflow.
+const MAX_WINDOW: usize = 1 << 40;
+
 /// Attribute values checked to be positive, one per spatial axis.
 fn per_axis(
     v: Option<&[i64]>,
@@ -75,6 +79,8 @@ fn per_axis(
         .map(|&x| {
             if x < 1 {
                 invalid!("{what} must be positive, found {v:?}")
+            } else if x as u64 > MAX_WINDOW as u64 {
+                invalid!("{what} {v:?} is too large")
             } else {
                 Ok(x as usize)
             }
@@ -101,6 +107,9 @@ impl Window {
                 return invalid!("pads has {} values, expected {}", p.len(), 2 * n);
             }
             Some(p) if p.iter().any(|&x| x < 0) => return invalid!("negative pads {p:?}"),
+            Some(p) if p.iter().any(|&x| x as u64 > MAX_WINDOW as u64) => {
+                return invalid!("pads {p:?} are too large");
+            }
             Some(p) => p.iter().map(|&x| x as usize).collect(),
         };
         Ok(Window {
@@ -123,12 +132,16 @@ impl Window {
         let extent = (k - 1)
             .checked_mul(d)
             .and_then(|e| e.checked_add(1))
+            .filter(|&e| e <= 1 << 62)
             .ok_or_else(|| OpError::Invalid("window is too large".into()))?;
+        if input > MAX_WINDOW {
+            return invalid!("input extent {input} is too large");
+        }
         let (mut pad_begin, mut pad_end) = (self.pads[i], self.pads[self.rank() + i]);
         let output = match self.auto_pad {
             AutoPad::SameUpper | AutoPad::SameLower => {
                 let output = input.div_ceil(s);
-                let total = (output.saturating_sub(1) * s + extent).saturating_sub(input);
+                let total = ((output.saturating_sub(1)) * s + extent).saturating_sub(input);
                 pad_begin = if self.auto_pad == AutoPad::SameUpper {
                     total / 2
                 } else {
@@ -152,7 +165,7 @@ impl Window {
                     let mut output = span.div_ceil(s) + 1;
                     // The last window must start inside the input or the
                     // leading padding.
-                    if (output - 1) * s >= input + pad_begin {
+                    if (output - 1).saturating_mul(s) >= input + pad_begin {
                         output -= 1;
                     }
                     output
@@ -437,7 +450,7 @@ impl ConvTranspose {
             };
             let (pad_begin, output) = match target {
                 Some(out) => {
-                    let total = full - out;
+                    let total = full.checked_sub(out).ok_or_else(too_big)?;
                     let begin = if self.auto_pad == AutoPad::SameUpper {
                         total.div_euclid(2)
                     } else {
@@ -715,7 +728,10 @@ impl MaxUnpool {
                 let Some(n) = d.known() else {
                     return Ok(Dim::Unknown);
                 };
-                let full = (n.max(1) - 1) * win.strides[i] as u64 + win.kernel[i] as u64;
+                let full = (n.max(1) - 1)
+                    .checked_mul(win.strides[i] as u64)
+                    .and_then(|x| x.checked_add(win.kernel[i] as u64))
+                    .ok_or_else(|| OpError::Invalid("unpooled extent is too large".into()))?;
                 let pads = (win.pads[i] + win.pads[r + i]) as u64;
                 match full.checked_sub(pads) {
                     Some(e) if n > 0 => Ok(Dim::Known(e)),
