@@ -415,42 +415,43 @@ fn add_bias<T: Num>(out: &mut [T], maps: usize, plane: usize, bias: &[T]) -> Res
     Ok(())
 }
 
-/// Runs a float op in the tensor's own type for f32/f64 and in f64 for
-/// f16/bf16: `f` gets the inputs' data converted to one type.
-fn float_slices(ts: &[&Tensor], what: &str) -> Result<FloatData, OpError> {
-    let dtype = ts[0].dtype();
-    if let Some(t) = ts.iter().find(|t| t.dtype() != dtype) {
+/// Runs a float kernel on the inputs of a float op: f32 data as it is
+/// (through sgemm), f64, f16 and bf16 widened to f64; the result is
+/// rounded back to the inputs' type.
+fn with_floats(
+    ins: &[&Tensor],
+    what: &str,
+    f32_kernel: impl FnOnce(&[&[f32]]) -> Result<(Vec<usize>, Vec<f32>), OpError>,
+    f64_kernel: impl FnOnce(&[&[f64]]) -> Result<(Vec<usize>, Vec<f64>), OpError>,
+) -> Result<Tensor, OpError> {
+    let dtype = ins[0].dtype();
+    if let Some(t) = ins.iter().find(|t| t.dtype() != dtype) {
         return invalid!("{what}: inputs have types {dtype} and {}", t.dtype());
     }
-    Ok(match dtype {
-        DType::F32 => FloatData::F32(
-            ts.iter()
-                .map(|t| t.as_slice::<f32>().unwrap_or(&[]).to_vec())
-                .collect(),
-        ),
-        DType::F64 | DType::F16 | DType::BF16 => {
-            FloatData::F64(ts.iter().map(|t| t.to_f64_vec()).collect())
+    match dtype {
+        DType::F32 => {
+            let v: Option<Vec<&[f32]>> = ins.iter().map(|t| t.as_slice::<f32>()).collect();
+            let v = v.ok_or_else(|| OpError::Invalid(format!("{what}: malformed f32 data")))?;
+            let (shape, out) = f32_kernel(&v)?;
+            Ok(Tensor::from_vec(shape, out))
         }
-        d => return unsupported!("{what} on {d} tensors"),
-    })
-}
-
-enum FloatData {
-    F32(Vec<Vec<f32>>),
-    F64(Vec<Vec<f64>>),
-}
-
-/// A float result in `dtype` from f32 or f64 values.
-fn float_result(dtype: DType, shape: Vec<usize>, v: FloatOut) -> Result<Tensor, OpError> {
-    match v {
-        FloatOut::F32(v) => Ok(Tensor::from_vec(shape, v)),
-        FloatOut::F64(v) => from_f64(dtype, shape, v),
+        DType::F64 | DType::F16 | DType::BF16 => {
+            let v: Vec<Vec<f64>> = ins.iter().map(|t| t.to_f64_vec()).collect();
+            let v: Vec<&[f64]> = v.iter().map(|v| v.as_slice()).collect();
+            let (shape, out) = f64_kernel(&v)?;
+            from_f64(dtype, shape, out)
+        }
+        d => unsupported!("{what} on {d} tensors"),
     }
 }
 
-enum FloatOut {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
+/// Convolution with an optional bias (`ins` = x, w[, b]).
+fn conv_with_bias<T: Num>(g: &ConvGeom, ins: &[&[T]]) -> Result<(Vec<usize>, Vec<T>), OpError> {
+    let mut out = conv_forward(g, ins[0], ins[1])?;
+    if let Some(b) = ins.get(2) {
+        add_bias(&mut out, g.maps, g.plane(), b)?;
+    }
+    Ok((g.out_shape()?, out))
 }
 
 impl Eval for Conv {
@@ -468,23 +469,12 @@ impl Eval for Conv {
         )?;
         let mut ins = vec![x, w];
         ins.extend(cx.opt_input(2));
-        let out = match float_slices(&ins, "Conv")? {
-            FloatData::F32(v) => {
-                let mut out = conv_forward(&g, &v[0], &v[1])?;
-                if let Some(b) = v.get(2) {
-                    add_bias(&mut out, g.maps, g.plane(), b)?;
-                }
-                FloatOut::F32(out)
-            }
-            FloatData::F64(v) => {
-                let mut out = conv_forward(&g, &v[0], &v[1])?;
-                if let Some(b) = v.get(2) {
-                    add_bias(&mut out, g.maps, g.plane(), b)?;
-                }
-                FloatOut::F64(out)
-            }
-        };
-        one(float_result(x.dtype(), g.out_shape()?, out)?)
+        one(with_floats(
+            &ins,
+            "Conv",
+            |v| conv_with_bias(&g, v),
+            |v| conv_with_bias(&g, v),
+        )?)
     }
 }
 
@@ -620,15 +610,14 @@ impl Eval for QLinearConv {
 
 /// Transposed convolution: `out[o] += x[i] * w[k]` at `o = i*s + k*d - pad`.
 fn conv_transpose<T: Num>(
-    x: &[T],
-    w: &[T],
+    ins: &[&[T]],
     xs: &[usize],
     group: usize,
     mg: usize,
     axes: &[AxisWindow],
 ) -> Result<(Vec<usize>, Vec<T>), OpError> {
+    let (x, w) = (ins[0], ins[1]);
     let (batch, channels) = (xs[0], xs[1]);
-    let cg = channels / group;
     let maps = mg * group;
     let mut shape = vec![batch as i64, maps as i64];
     shape.extend(axes.iter().map(|a| a.input as i64));
@@ -638,9 +627,29 @@ fn conv_transpose<T: Num>(
     let rows = mg * taps;
     let lin: usize = axes.iter().map(|a| a.output).product();
     let lout: usize = axes.iter().map(|a| a.input).product();
-    if lin == 0 || rows == 0 {
-        return Ok((shape, out));
+    if lin > 0 && rows > 0 {
+        transpose_into(x, w, &mut out, (batch, channels, group, mg), axes)?;
     }
+    if let Some(b) = ins.get(2) {
+        add_bias(&mut out, maps, lout, b)?;
+    }
+    Ok((shape, out))
+}
+
+/// The products and folds of [`conv_transpose`] for non-empty extents.
+fn transpose_into<T: Num>(
+    x: &[T],
+    w: &[T],
+    out: &mut [T],
+    (batch, channels, group, mg): (usize, usize, usize, usize),
+    axes: &[AxisWindow],
+) -> Result<(), OpError> {
+    let cg = channels / group;
+    let maps = mg * group;
+    let taps: usize = axes.iter().map(|a| a.kernel).product();
+    let rows = mg * taps;
+    let lin: usize = axes.iter().map(|a| a.output).product();
+    let lout: usize = axes.iter().map(|a| a.input).product();
     let rest = lin / axes[0].output;
     let chunk = chunk_rows(rows, axes);
     let mut cols = buffer::<T>(&[rows, chunk, rest])?;
@@ -670,7 +679,7 @@ fn conv_transpose<T: Num>(
             }
         }
     }
-    Ok((shape, out))
+    Ok(())
 }
 
 impl Eval for ConvTranspose {
@@ -710,23 +719,12 @@ impl Eval for ConvTranspose {
         let mg = ws[1];
         let mut ins = vec![x, w];
         ins.extend(cx.opt_input(2));
-        let (shape, out) = match float_slices(&ins, "ConvTranspose")? {
-            FloatData::F32(v) => {
-                let (s, mut out) = conv_transpose(&v[0], &v[1], xs, group, mg, &axes)?;
-                if let Some(b) = v.get(2) {
-                    add_bias(&mut out, mg * group, s[2..].iter().product(), b)?;
-                }
-                (s, FloatOut::F32(out))
-            }
-            FloatData::F64(v) => {
-                let (s, mut out) = conv_transpose(&v[0], &v[1], xs, group, mg, &axes)?;
-                if let Some(b) = v.get(2) {
-                    add_bias(&mut out, mg * group, s[2..].iter().product(), b)?;
-                }
-                (s, FloatOut::F64(out))
-            }
-        };
-        one(float_result(x.dtype(), shape, out)?)
+        one(with_floats(
+            &ins,
+            "ConvTranspose",
+            |v| conv_transpose(v, xs, group, mg, &axes),
+            |v| conv_transpose(v, xs, group, mg, &axes),
+        )?)
     }
 }
 
