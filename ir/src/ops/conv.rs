@@ -46,18 +46,6 @@ pub struct AxisWindow {
     pub pad_end: usize,
 }
 
-impl AxisWindow {
-    /// Input positions of the taps of output `o`, with `None` for taps in
-    /// the padding.
-    pub fn taps(&self, o: usize) -> impl Iterator<Item = Option<usize>> + '_ {
-        let start = (o * self.stride) as i64 - self.pad_begin;
-        (0..self.kernel).map(move |k| {
-            let p = start + (k * self.dilation) as i64;
-            (p >= 0 && (p as usize) < self.input).then_some(p as usize)
-        })
-    }
-}
-
 /// Largest window attribute (kernel, stride, dilation, pad) Saturn accepts,
 /// so that window arithmetic cannot overflow.
 const MAX_WINDOW: usize = 1 << 40;
