@@ -67,7 +67,9 @@ macro_rules! float_num {
                 c: &mut [Self],
                 sc: (usize, usize),
             ) {
-                assert!(fits(m, k, sa, a.len()) && fits(k, n, sb, b.len()) && fits(m, n, sc, c.len()));
+                assert!(
+                    fits(m, k, sa, a.len()) && fits(k, n, sb, b.len()) && fits(m, n, sc, c.len())
+                );
                 if m == 0 || n == 0 {
                     return;
                 }
@@ -207,14 +209,29 @@ fn walk(
             f(col, off);
             col += 1;
         } else {
-            walk(axes, k, in_strides, a + 1, 0..axes[a + 1].output, off, col, f);
+            walk(
+                axes,
+                k,
+                in_strides,
+                a + 1,
+                0..axes[a + 1].output,
+                off,
+                col,
+                f,
+            );
             col += inner;
         }
     }
 }
 
 /// Unfolds one image into `cols` (`channels * taps` rows).
-fn im2col<T: Num>(img: &[T], channels: usize, axes: &[AxisWindow], first: Range<usize>, cols: &mut [T]) {
+fn im2col<T: Num>(
+    img: &[T],
+    channels: usize,
+    axes: &[AxisWindow],
+    first: Range<usize>,
+    cols: &mut [T],
+) {
     unfold(channels, axes, first, |j, off| {
         cols[j] = off.map_or(T::default(), |o| img[o]);
     });
@@ -222,7 +239,13 @@ fn im2col<T: Num>(img: &[T], channels: usize, axes: &[AxisWindow], first: Range<
 
 /// Adds unfolded columns back onto their image positions (the adjoint of
 /// [`im2col`]).
-fn col2im_add<T: Num>(cols: &[T], channels: usize, axes: &[AxisWindow], first: Range<usize>, img: &mut [T]) {
+fn col2im_add<T: Num>(
+    cols: &[T],
+    channels: usize,
+    axes: &[AxisWindow],
+    first: Range<usize>,
+    img: &mut [T],
+) {
     unfold(channels, axes, first, |j, off| {
         if let Some(o) = off {
             img[o] = img[o].add(cols[j]);
@@ -233,12 +256,17 @@ fn col2im_add<T: Num>(cols: &[T], channels: usize, axes: &[AxisWindow], first: R
 /// How many first-axis output rows to unfold at once for `rows` column rows.
 fn chunk_rows(rows: usize, axes: &[AxisWindow]) -> usize {
     let rest: usize = axes[1..].iter().map(|a| a.output).product();
-    (COLUMN_BUDGET / (rows * rest).max(1)).clamp(1, axes[0].output.max(1))
+    (COLUMN_BUDGET / rows.saturating_mul(rest).max(1)).clamp(1, axes[0].output.max(1))
 }
 
-/// A buffer of `n` elements, with `n` checked against the element limit.
-fn buffer<T: Num>(n: usize) -> Result<Vec<T>, OpError> {
-    checked_shape(&[n as i64])?;
+/// A zeroed buffer of `dims.product()` elements, checked against the
+/// element limit first.
+fn buffer<T: Num>(dims: &[usize]) -> Result<Vec<T>, OpError> {
+    let dims: Vec<i64> = dims
+        .iter()
+        .map(|&d| d.min(i64::MAX as usize) as i64)
+        .collect();
+    let n = checked_shape(&dims)?.iter().product();
     Ok(vec![T::default(); n])
 }
 
@@ -276,7 +304,7 @@ impl ConvGeom {
             return invalid!("group must be positive, found {group}");
         }
         let group = group as usize;
-        if x[1] != w[1] * group || w[0] % group != 0 {
+        if x[1] != w[1] * group || !w[0].is_multiple_of(group) {
             return invalid!("input {x:?} and weight {w:?} do not match for {group} groups");
         }
         let wk: Vec<i64> = w[2..].iter().map(|&d| d as i64).collect();
@@ -303,6 +331,11 @@ impl ConvGeom {
         })
     }
 
+    /// Elements of one output plane.
+    fn plane(&self) -> usize {
+        self.axes.iter().map(|a| a.output).product()
+    }
+
     fn out_shape(&self) -> Result<Vec<usize>, OpError> {
         let mut s = vec![self.batch as i64, self.maps as i64];
         s.extend(self.axes.iter().map(|a| a.output as i64));
@@ -313,7 +346,7 @@ impl ConvGeom {
 /// Convolution of `x` with `w` (no bias) in the element type `T`.
 fn conv_forward<T: Num>(g: &ConvGeom, x: &[T], w: &[T]) -> Result<Vec<T>, OpError> {
     let out_shape = g.out_shape()?;
-    let mut out = buffer::<T>(out_shape.iter().product())?;
+    let mut out = buffer::<T>(&out_shape)?;
     let axes = &g.axes;
     let (cg, mg) = (g.channels / g.group, g.maps / g.group);
     let taps: usize = axes.iter().map(|a| a.kernel).product();
@@ -331,7 +364,7 @@ fn conv_forward<T: Num>(g: &ConvGeom, x: &[T], w: &[T]) -> Result<Vec<T>, OpErro
     let mut cols = if pointwise {
         Vec::new()
     } else {
-        buffer::<T>(rows * chunk * rest)?
+        buffer::<T>(&[rows, chunk, rest])?
     };
     for n in 0..g.batch {
         for gi in 0..g.group {
@@ -347,22 +380,29 @@ fn conv_forward<T: Num>(g: &ConvGeom, x: &[T], w: &[T]) -> Result<Vec<T>, OpErro
                 let ncols = (h1 - h0) * rest;
                 let block = &mut cols[..rows * ncols];
                 im2col(img, cg, axes, h0..h1, block);
-                T::gemm(mg, rows, ncols, wg, (rows, 1), block, (ncols, 1), &mut dst[h0 * rest..], (l, 1));
+                T::gemm(
+                    mg,
+                    rows,
+                    ncols,
+                    wg,
+                    (rows, 1),
+                    block,
+                    (ncols, 1),
+                    &mut dst[h0 * rest..],
+                    (l, 1),
+                );
             }
         }
     }
     Ok(out)
 }
 
-/// Adds a per-channel bias to an `[N, M, ...]` result.
-fn add_bias<T: Num>(out: &mut [T], maps: usize, bias: &[T]) -> Result<(), OpError> {
+/// Adds a per-channel bias to an `[N, M, spatial...]` result whose planes
+/// hold `plane` elements.
+fn add_bias<T: Num>(out: &mut [T], maps: usize, plane: usize, bias: &[T]) -> Result<(), OpError> {
     if bias.len() != maps {
         return invalid!("bias has {} values for {maps} output channels", bias.len());
     }
-    if maps == 0 || out.is_empty() {
-        return Ok(());
-    }
-    let plane = out.len() / maps;
     if plane == 0 {
         return Ok(());
     }
@@ -375,42 +415,43 @@ fn add_bias<T: Num>(out: &mut [T], maps: usize, bias: &[T]) -> Result<(), OpErro
     Ok(())
 }
 
-/// Runs a float op in the tensor's own type for f32/f64 and in f64 for
-/// f16/bf16: `f` gets the inputs' data converted to one type.
-fn float_slices(ts: &[&Tensor], what: &str) -> Result<FloatData, OpError> {
-    let dtype = ts[0].dtype();
-    if let Some(t) = ts.iter().find(|t| t.dtype() != dtype) {
+/// Runs a float kernel on the inputs of a float op: f32 data as it is
+/// (through sgemm), f64, f16 and bf16 widened to f64; the result is
+/// rounded back to the inputs' type.
+fn with_floats(
+    ins: &[&Tensor],
+    what: &str,
+    f32_kernel: impl FnOnce(&[&[f32]]) -> Result<(Vec<usize>, Vec<f32>), OpError>,
+    f64_kernel: impl FnOnce(&[&[f64]]) -> Result<(Vec<usize>, Vec<f64>), OpError>,
+) -> Result<Tensor, OpError> {
+    let dtype = ins[0].dtype();
+    if let Some(t) = ins.iter().find(|t| t.dtype() != dtype) {
         return invalid!("{what}: inputs have types {dtype} and {}", t.dtype());
     }
-    Ok(match dtype {
-        DType::F32 => FloatData::F32(
-            ts.iter()
-                .map(|t| t.as_slice::<f32>().unwrap_or(&[]).to_vec())
-                .collect(),
-        ),
-        DType::F64 | DType::F16 | DType::BF16 => {
-            FloatData::F64(ts.iter().map(|t| t.to_f64_vec()).collect())
+    match dtype {
+        DType::F32 => {
+            let v: Option<Vec<&[f32]>> = ins.iter().map(|t| t.as_slice::<f32>()).collect();
+            let v = v.ok_or_else(|| OpError::Invalid(format!("{what}: malformed f32 data")))?;
+            let (shape, out) = f32_kernel(&v)?;
+            Ok(Tensor::from_vec(shape, out))
         }
-        d => return unsupported!("{what} on {d} tensors"),
-    })
-}
-
-enum FloatData {
-    F32(Vec<Vec<f32>>),
-    F64(Vec<Vec<f64>>),
-}
-
-/// A float result in `dtype` from f32 or f64 values.
-fn float_result(dtype: DType, shape: Vec<usize>, v: FloatOut) -> Result<Tensor, OpError> {
-    match v {
-        FloatOut::F32(v) => Ok(Tensor::from_vec(shape, v)),
-        FloatOut::F64(v) => from_f64(dtype, shape, v),
+        DType::F64 | DType::F16 | DType::BF16 => {
+            let v: Vec<Vec<f64>> = ins.iter().map(|t| t.to_f64_vec()).collect();
+            let v: Vec<&[f64]> = v.iter().map(|v| v.as_slice()).collect();
+            let (shape, out) = f64_kernel(&v)?;
+            from_f64(dtype, shape, out)
+        }
+        d => unsupported!("{what} on {d} tensors"),
     }
 }
 
-enum FloatOut {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
+/// Convolution with an optional bias (`ins` = x, w[, b]).
+fn conv_with_bias<T: Num>(g: &ConvGeom, ins: &[&[T]]) -> Result<(Vec<usize>, Vec<T>), OpError> {
+    let mut out = conv_forward(g, ins[0], ins[1])?;
+    if let Some(b) = ins.get(2) {
+        add_bias(&mut out, g.maps, g.plane(), b)?;
+    }
+    Ok((g.out_shape()?, out))
 }
 
 impl Eval for Conv {
@@ -428,23 +469,12 @@ impl Eval for Conv {
         )?;
         let mut ins = vec![x, w];
         ins.extend(cx.opt_input(2));
-        let out = match float_slices(&ins, "Conv")? {
-            FloatData::F32(v) => {
-                let mut out = conv_forward(&g, &v[0], &v[1])?;
-                if let Some(b) = v.get(2) {
-                    add_bias(&mut out, g.maps, b)?;
-                }
-                FloatOut::F32(out)
-            }
-            FloatData::F64(v) => {
-                let mut out = conv_forward(&g, &v[0], &v[1])?;
-                if let Some(b) = v.get(2) {
-                    add_bias(&mut out, g.maps, b)?;
-                }
-                FloatOut::F64(out)
-            }
-        };
-        one(float_result(x.dtype(), g.out_shape()?, out)?)
+        one(with_floats(
+            &ins,
+            "Conv",
+            |v| conv_with_bias(&g, v),
+            |v| conv_with_bias(&g, v),
+        )?)
     }
 }
 
@@ -459,7 +489,11 @@ fn dequant_ints(t: &Tensor, zp: Option<&Tensor>, per_channel: bool) -> Result<Ve
         return Ok(v);
     };
     if zp.dtype() != t.dtype() {
-        return invalid!("zero point has type {}, its tensor {}", zp.dtype(), t.dtype());
+        return invalid!(
+            "zero point has type {}, its tensor {}",
+            zp.dtype(),
+            t.dtype()
+        );
     }
     let z = zp.to_i64_vec();
     if z.len() == 1 {
@@ -470,7 +504,11 @@ fn dequant_ints(t: &Tensor, zp: Option<&Tensor>, per_channel: bool) -> Result<Ve
             *x -= z[i / row.max(1)];
         }
     } else {
-        return invalid!("zero point of shape {:?} does not fit {:?}", zp.shape(), t.shape());
+        return invalid!(
+            "zero point of shape {:?} does not fit {:?}",
+            zp.shape(),
+            t.shape()
+        );
     }
     Ok(v)
 }
@@ -505,7 +543,10 @@ fn scales(t: &Tensor, n: usize, what: &str) -> Result<Vec<f32>, OpError> {
     if v.len() == 1 || (v.len() == n && t.rank() == 1) {
         Ok(v)
     } else {
-        invalid!("{what} of shape {:?} does not fit {n} output channels", t.shape())
+        invalid!(
+            "{what} of shape {:?} does not fit {n} output channels",
+            t.shape()
+        )
     }
 }
 
@@ -532,7 +573,7 @@ impl Eval for QLinearConv {
                 return invalid!("bias must be i32, found {}", b.dtype());
             }
             let b: Vec<i64> = b.to_i64_vec();
-            add_bias(&mut acc, g.maps, &b)?;
+            add_bias(&mut acc, g.maps, g.plane(), &b)?;
             acc.iter_mut().for_each(|v| *v = *v as i32 as i64);
         }
         let x_scale = scales(cx.input(1)?, 1, "x_scale")?[0];
@@ -551,7 +592,11 @@ impl Eval for QLinearConv {
             .iter()
             .enumerate()
             .map(|(i, &a)| {
-                let ws = w_scale[if w_scale.len() == 1 { 0 } else { (i / l.max(1)) % g.maps }];
+                let ws = w_scale[if w_scale.len() == 1 {
+                    0
+                } else {
+                    (i / l.max(1)) % g.maps
+                }];
                 // The multiplier is formed in f32, as ONNX does.
                 let mult = (x_scale * ws / y_scale) as f64;
                 (a as f64 * mult + zp).clamp(lo, hi).round_ties_even()
@@ -565,30 +610,49 @@ impl Eval for QLinearConv {
 
 /// Transposed convolution: `out[o] += x[i] * w[k]` at `o = i*s + k*d - pad`.
 fn conv_transpose<T: Num>(
-    x: &[T],
-    w: &[T],
+    ins: &[&[T]],
     xs: &[usize],
     group: usize,
     mg: usize,
     axes: &[AxisWindow],
 ) -> Result<(Vec<usize>, Vec<T>), OpError> {
+    let (x, w) = (ins[0], ins[1]);
     let (batch, channels) = (xs[0], xs[1]);
-    let cg = channels / group;
     let maps = mg * group;
     let mut shape = vec![batch as i64, maps as i64];
     shape.extend(axes.iter().map(|a| a.input as i64));
     let shape = checked_shape(&shape)?;
-    let mut out = buffer::<T>(shape.iter().product())?;
+    let mut out = buffer::<T>(&shape)?;
     let taps: usize = axes.iter().map(|a| a.kernel).product();
     let rows = mg * taps;
     let lin: usize = axes.iter().map(|a| a.output).product();
     let lout: usize = axes.iter().map(|a| a.input).product();
-    if lin == 0 || rows == 0 {
-        return Ok((shape, out));
+    if lin > 0 && rows > 0 {
+        transpose_into(x, w, &mut out, (batch, channels, group, mg), axes)?;
     }
+    if let Some(b) = ins.get(2) {
+        add_bias(&mut out, maps, lout, b)?;
+    }
+    Ok((shape, out))
+}
+
+/// The products and folds of [`conv_transpose`] for non-empty extents.
+fn transpose_into<T: Num>(
+    x: &[T],
+    w: &[T],
+    out: &mut [T],
+    (batch, channels, group, mg): (usize, usize, usize, usize),
+    axes: &[AxisWindow],
+) -> Result<(), OpError> {
+    let cg = channels / group;
+    let maps = mg * group;
+    let taps: usize = axes.iter().map(|a| a.kernel).product();
+    let rows = mg * taps;
+    let lin: usize = axes.iter().map(|a| a.output).product();
+    let lout: usize = axes.iter().map(|a| a.input).product();
     let rest = lin / axes[0].output;
     let chunk = chunk_rows(rows, axes);
-    let mut cols = buffer::<T>(rows * chunk * rest)?;
+    let mut cols = buffer::<T>(&[rows, chunk, rest])?;
     for n in 0..batch {
         for gi in 0..group {
             let img = &x[(n * channels + gi * cg) * lin..][..cg * lin];
@@ -600,12 +664,22 @@ fn conv_transpose<T: Num>(
                 let h1 = (h0 + chunk).min(axes[0].output);
                 let ncols = (h1 - h0) * rest;
                 let block = &mut cols[..rows * ncols];
-                T::gemm(rows, cg, ncols, wg, (1, rows), &img[h0 * rest..], (lin, 1), block, (ncols, 1));
+                T::gemm(
+                    rows,
+                    cg,
+                    ncols,
+                    wg,
+                    (1, rows),
+                    &img[h0 * rest..],
+                    (lin, 1),
+                    block,
+                    (ncols, 1),
+                );
                 col2im_add(block, mg, axes, h0..h1, dst);
             }
         }
     }
-    Ok((shape, out))
+    Ok(())
 }
 
 impl Eval for ConvTranspose {
@@ -645,23 +719,12 @@ impl Eval for ConvTranspose {
         let mg = ws[1];
         let mut ins = vec![x, w];
         ins.extend(cx.opt_input(2));
-        let (shape, out) = match float_slices(&ins, "ConvTranspose")? {
-            FloatData::F32(v) => {
-                let (s, mut out) = conv_transpose(&v[0], &v[1], xs, group, mg, &axes)?;
-                if let Some(b) = v.get(2) {
-                    add_bias(&mut out, mg * group, b)?;
-                }
-                (s, FloatOut::F32(out))
-            }
-            FloatData::F64(v) => {
-                let (s, mut out) = conv_transpose(&v[0], &v[1], xs, group, mg, &axes)?;
-                if let Some(b) = v.get(2) {
-                    add_bias(&mut out, mg * group, b)?;
-                }
-                (s, FloatOut::F64(out))
-            }
-        };
-        one(float_result(x.dtype(), shape, out)?)
+        one(with_floats(
+            &ins,
+            "ConvTranspose",
+            |v| conv_transpose(v, xs, group, mg, &axes),
+            |v| conv_transpose(v, xs, group, mg, &axes),
+        )?)
     }
 }
 
@@ -700,7 +763,7 @@ impl Eval for Col2Im {
         let shape = checked_shape(&shape)?;
         let plane: usize = image.iter().product();
         let v = to_f64(x, "Col2Im")?;
-        let mut out = buffer::<f64>(shape.iter().product())?;
+        let mut out = buffer::<f64>(&shape)?;
         if blocks > 0 {
             for n in 0..xs[0] {
                 let cols = &v[n * xs[1] * blocks..][..xs[1] * blocks];
@@ -741,7 +804,10 @@ impl Eval for DeformConv {
         let mut off_shape = vec![g.batch, og * taps * r];
         off_shape.extend(g.axes.iter().map(|a| a.output));
         if offset.shape() != off_shape.as_slice() {
-            return invalid!("offset has shape {:?}, expected {off_shape:?}", offset.shape());
+            return invalid!(
+                "offset has shape {:?}, expected {off_shape:?}",
+                offset.shape()
+            );
         }
         let mask = cx.opt_input(4);
         let mut mask_shape = vec![g.batch, og * taps];
@@ -763,8 +829,8 @@ impl Eval for DeformConv {
         let (cg, mg) = (g.channels / g.group, g.maps / g.group);
         let c_per_og = g.channels / og;
         let out_shape = g.out_shape()?;
-        let mut out = buffer::<f64>(out_shape.iter().product())?;
-        let mut cols = buffer::<f64>(g.channels * taps * l)?;
+        let mut out = buffer::<f64>(&out_shape)?;
+        let mut cols = buffer::<f64>(&[g.channels, taps, l])?;
         // Corner offsets and weights of one sampling point.
         let mut corners: Vec<(usize, f64)> = Vec::with_capacity(1 << r);
         for n in 0..g.batch {
@@ -803,7 +869,7 @@ impl Eval for DeformConv {
             }
         }
         if let Some(b) = cx.opt_input(3) {
-            add_bias(&mut out, g.maps, &b.to_f64_vec())?;
+            add_bias(&mut out, g.maps, g.plane(), &b.to_f64_vec())?;
         }
         one(from_f64(x.dtype(), out_shape, out)?)
     }
@@ -1027,11 +1093,7 @@ fn lp_power(p: i64) -> Result<f64, OpError> {
 
 fn lp_term(p: f64) -> impl Fn(f64) -> f64 {
     move |v: f64| {
-        if p == 2.0 {
-            v * v
-        } else {
-            v.abs().powf(p)
-        }
+        if p == 2.0 { v * v } else { v.abs().powf(p) }
     }
 }
 
@@ -1231,7 +1293,9 @@ impl Eval for GlobalMaxPool {
                 }
             };
         }
-        one(go!(F32, F64, F16, BF16, I8, U8, I16, U16, I32, I64, U32, U64))
+        one(go!(
+            F32, F64, F16, BF16, I8, U8, I16, U16, I32, I64, U32, U64
+        ))
     }
 }
 
@@ -1255,7 +1319,7 @@ impl Eval for MaxUnpool {
         let full = checked_shape(&full)?;
         let n: usize = full.iter().product();
         let v = to_f64(x, "MaxUnpool")?;
-        let mut out = buffer::<f64>(n)?;
+        let mut out = buffer::<f64>(&[n])?;
         for (&val, i) in v.iter().zip(ind.to_i64_vec()) {
             if i < 0 || i as usize >= n {
                 return invalid!("index {i} is out of range for the unpooled shape {full:?}");
@@ -1269,7 +1333,7 @@ impl Eval for MaxUnpool {
         if shape.len() != xs.len() || shape[..2] != xs[..2] {
             return invalid!("output_shape {shape:?} does not fit input {xs:?}");
         }
-        let mut placed = buffer::<f64>(shape.iter().product())?;
+        let mut placed = buffer::<f64>(&shape)?;
         let st = strides(&shape);
         for (i, &val) in out.iter().enumerate() {
             let m = unravel(i, &full);
@@ -1335,6 +1399,16 @@ mod tests {
     }
 
     #[test]
+    fn bias_follows_the_channel_in_every_image() {
+        // Two images of one pixel, two 1×1 filters (×1, ×2), bias 10 / 20.
+        let x = t(&[2, 1, 1, 1], &[1., 3.]);
+        let w = t(&[2, 1, 1, 1], &[1., 2.]);
+        let b = t(&[2], &[10., 20.]);
+        let y = &run(conv(None, None), &[&x, &w, &b])[0];
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[11., 22., 13., 26.]);
+    }
+
+    #[test]
     fn same_lower_pads_at_the_start() {
         let win = Window::new(&[2], Some(&[1]), None, None, AutoPad::SameLower, false).unwrap();
         let a = win.axis(0, 4).unwrap();
@@ -1348,15 +1422,18 @@ mod tests {
     fn ceil_mode_drops_windows_starting_in_the_end_padding() {
         // in 5, kernel 2, stride 2, pads 0/1: ceil((6-2)/2)+1 = 3 windows,
         // starting at 0, 2, 4 (inside the input).
-        let win = Window::new(&[2], Some(&[2]), None, Some(&[0, 1]), AutoPad::NotSet, true).unwrap();
+        let win =
+            Window::new(&[2], Some(&[2]), None, Some(&[0, 1]), AutoPad::NotSet, true).unwrap();
         assert_eq!(win.axis(0, 5).unwrap().output, 3);
         // in 4, kernel 2, stride 2, pads 1/1: ceil(4/2)+1 = 3 windows
         // starting at -1, 1, 3, all before in + pad_begin.
-        let win = Window::new(&[2], Some(&[2]), None, Some(&[1, 1]), AutoPad::NotSet, true).unwrap();
+        let win =
+            Window::new(&[2], Some(&[2]), None, Some(&[1, 1]), AutoPad::NotSet, true).unwrap();
         assert_eq!(win.axis(0, 4).unwrap().output, 3);
         // in 3, kernel 1, stride 2, pads 0/2: ceil(4/2)+1 = 3, the last would
         // start at 4 ≥ 3 + 0, so 2 windows.
-        let win = Window::new(&[1], Some(&[2]), None, Some(&[0, 2]), AutoPad::NotSet, true).unwrap();
+        let win =
+            Window::new(&[1], Some(&[2]), None, Some(&[0, 2]), AutoPad::NotSet, true).unwrap();
         assert_eq!(win.axis(0, 3).unwrap().output, 2);
     }
 
@@ -1449,5 +1526,55 @@ mod tests {
         let big = t(&[1, 1, 5, 5], &[0.; 25]);
         let op: Op = conv(None, None).into();
         assert!(eval_op(&op, &[Some(&x.clone()), Some(&big)], &types).is_err());
+    }
+
+    #[test]
+    fn hostile_attributes_are_errors_not_panics() {
+        let x = t(&[1, 1, 4, 4], &[1.; 16]);
+        let w = t(&[1, 1, 2, 2], &[1.; 4]);
+        let types = vec![TensorType::unknown_rank(DType::F32); 2];
+        let eval = |op: Op, ins: &[&Tensor]| {
+            let ins: Vec<Option<&Tensor>> = ins.iter().map(|&t| Some(t)).collect();
+            eval_op(&op, &ins, &types)
+        };
+        for pads in [vec![i64::MAX; 4], vec![-1; 4], vec![0; 3]] {
+            assert!(eval(conv(Some(pads), None).into(), &[&x, &w]).is_err());
+        }
+        // A large stride is fine (one window); zero or absurd ones are not.
+        for (stride, ok) in [(1 << 40, true), (i64::MAX, false), (0, false)] {
+            let r = eval(conv(None, Some(vec![stride, 1])).into(), &[&x, &w]);
+            assert_eq!(r.is_ok(), ok, "stride {stride}");
+        }
+        let mut op = conv(None, None);
+        op.dilations = Some(vec![i64::MAX, i64::MAX]);
+        assert!(eval(op.into(), &[&x, &w]).is_err());
+        let ct = ConvTranspose {
+            auto_pad: AutoPad::NotSet,
+            dilations: None,
+            group: 1,
+            kernel_shape: None,
+            output_padding: None,
+            output_shape: Some(vec![i64::MAX, 3]),
+            pads: None,
+            strides: Some(vec![1 << 40, 1]),
+        };
+        assert!(eval(ct.into(), &[&x, &w]).is_err());
+        let pool = MaxPool {
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: true,
+            dilations: None,
+            kernel_shape: vec![2, 2],
+            pads: Some(vec![0, 0, 1 << 40, 0]),
+            storage_order: 0,
+            strides: Some(vec![i64::MAX, 1]),
+        };
+        assert!(eval(pool.into(), &[&x]).is_err());
+        let unpool = MaxUnpool {
+            kernel_shape: vec![2, 2],
+            pads: None,
+            strides: Some(vec![1 << 40, 1 << 40]),
+        };
+        let idx = Tensor::from_vec(vec![1, 1, 4, 4], vec![0i64; 16]);
+        assert!(eval(unpool.into(), &[&x, &idx]).is_err());
     }
 }

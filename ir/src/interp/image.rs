@@ -49,6 +49,25 @@ fn cubic(a: f64, t: f64) -> f64 {
     }
 }
 
+/// The region of interest of one axis for tf_crop_and_resize, in input
+/// coordinates: `origin = start * (length - 1)`, computed in the roi's
+/// own precision as ONNX implementations do (so a crop that starts on a
+/// pixel picks exactly that pixel).
+#[derive(Clone, Copy, PartialEq)]
+struct Roi {
+    start: f64,
+    end: f64,
+    origin: f64,
+}
+
+impl Roi {
+    const FULL: Roi = Roi {
+        start: 0.0,
+        end: 1.0,
+        origin: 0.0,
+    };
+}
+
 /// Interpolation taps of one resized axis: `n` (index, weight) pairs per
 /// output index, or none for outputs that take the extrapolation value.
 struct AxisTaps {
@@ -59,36 +78,38 @@ struct AxisTaps {
 
 impl Resize {
     /// Source coordinate of output index `y`, or `None` to extrapolate.
-    fn source(&self, y: usize, input: usize, output: usize, scale: f64, roi: (f64, f64)) -> Option<f64> {
-        let (y, inp, out) = (y as f64, input as f64, output as f64);
+    /// As in ONNX, the resized length in the formulas is `scale * input`,
+    /// which may be fractional, while `output` is the integral extent.
+    fn source(&self, y: usize, input: usize, output: usize, scale: f64, roi: Roi) -> Option<f64> {
+        let (y, inp) = (y as f64, input as f64);
+        let resized = scale * inp;
         Some(match self.coordinate_transformation_mode {
             CoordinateTransform::HalfPixel => (y + 0.5) / scale - 0.5,
             CoordinateTransform::HalfPixelSymmetric => {
-                let adjustment = out / (scale * inp);
+                let adjustment = output as f64 / resized;
                 let offset = inp / 2.0 * (1.0 - adjustment);
                 offset + (y + 0.5) / scale - 0.5
             }
             CoordinateTransform::PytorchHalfPixel => {
-                if output > 1 {
+                if resized > 1.0 {
                     (y + 0.5) / scale - 0.5
                 } else {
                     0.0
                 }
             }
             CoordinateTransform::AlignCorners => {
-                if output > 1 {
-                    y * (inp - 1.0) / (out - 1.0)
-                } else {
+                if resized == 1.0 {
                     0.0
+                } else {
+                    y * (inp - 1.0) / (resized - 1.0)
                 }
             }
             CoordinateTransform::Asymmetric => y / scale,
             CoordinateTransform::TfCropAndResize => {
-                let (start, end) = roi;
-                let x = if output > 1 {
-                    start * (inp - 1.0) + y * (end - start) * (inp - 1.0) / (out - 1.0)
+                let x = if resized > 1.0 {
+                    roi.origin + y * (roi.end - roi.start) * (inp - 1.0) / (resized - 1.0)
                 } else {
-                    0.5 * (start + end) * (inp - 1.0)
+                    0.5 * (roi.start + roi.end) * (inp - 1.0)
                 };
                 if !(0.0..=inp - 1.0).contains(&x) {
                     return None;
@@ -98,7 +119,13 @@ impl Resize {
         })
     }
 
-    fn axis_taps(&self, input: usize, output: usize, scale: f64, roi: (f64, f64)) -> Result<AxisTaps, OpError> {
+    fn axis_taps(
+        &self,
+        input: usize,
+        output: usize,
+        scale: f64,
+        roi: Roi,
+    ) -> Result<AxisTaps, OpError> {
         // Kernel width: the antialiased filters stretch by 1/scale when
         // downsampling.
         let s = if self.antialias && self.mode != ResizeMode::Nearest {
@@ -109,7 +136,11 @@ impl Resize {
         let (n, first) = match self.mode {
             ResizeMode::Nearest => (1, 0i64),
             ResizeMode::Linear | ResizeMode::Cubic => {
-                let support = if self.mode == ResizeMode::Linear { 1.0 } else { 2.0 };
+                let support = if self.mode == ResizeMode::Linear {
+                    1.0
+                } else {
+                    2.0
+                };
                 let first = (-support / s).floor() + 1.0;
                 if first < -(1 << 20) as f64 {
                     return unsupported!("Resize with antialias at scale {scale}");
@@ -120,19 +151,28 @@ impl Resize {
         checked_shape(&[output as i64, n as i64])?;
         let a = self.cubic_coeff_a as f64;
         let mut taps = Vec::with_capacity(output * n);
-        let mut extrapolated = vec![false; output];
+        let mut extrapolated = Vec::with_capacity(output);
         let mut w = vec![0.0; n];
         let mut idx = vec![0i64; n];
         for y in 0..output {
-            let Some(x) = self.source(y, input, output, scale, roi) else {
-                extrapolated[y] = true;
+            let source = self.source(y, input, output, scale, roi);
+            extrapolated.push(source.is_none());
+            let Some(x) = source else {
                 taps.extend(std::iter::repeat_n((0, 0.0), n));
                 continue;
             };
-            let x = if x.is_finite() { x.clamp(-1e15, 1e15) } else { 0.0 };
+            let x = if x.is_finite() {
+                x.clamp(-1e15, 1e15)
+            } else {
+                0.0
+            };
             let fl = x.floor();
             // An integral x is read as the right end of [x - 1, x].
-            let (base, ratio) = if fl == x { (fl as i64 - 1, 1.0) } else { (fl as i64, x - fl) };
+            let (base, ratio) = if fl == x {
+                (fl as i64 - 1, 1.0)
+            } else {
+                (fl as i64, x - fl)
+            };
             match self.mode {
                 ResizeMode::Nearest => {
                     let up = match self.nearest_mode {
@@ -235,17 +275,28 @@ impl Eval for Resize {
         let out_shape = checked_shape(&out_shape)?;
         let axes = self.resize_axes(rank)?;
         // Per-axis region of interest, for tf_crop_and_resize.
-        let mut roi = vec![(0.0, 1.0); rank];
+        let mut roi = vec![Roi::FULL; rank];
         if self.coordinate_transformation_mode == CoordinateTransform::TfCropAndResize {
             let Some(r) = given(cx, 1) else {
                 return invalid!("tf_crop_and_resize needs a roi");
             };
+            let single = r.dtype() == DType::F32;
             let r = r.to_f64_vec();
             if r.len() != 2 * axes.len() {
                 return invalid!("roi has {} values for {} axes", r.len(), axes.len());
             }
             for (j, &a) in axes.iter().enumerate() {
-                roi[a] = (r[j], r[axes.len() + j]);
+                let (start, last) = (r[j], x.shape()[a] as f64 - 1.0);
+                let origin = if single {
+                    (start as f32 * last as f32) as f64
+                } else {
+                    start * last
+                };
+                roi[a] = Roi {
+                    start,
+                    end: r[axes.len() + j],
+                    origin,
+                };
             }
         }
         let mut v = to_f64(x, "Resize")?;
@@ -254,7 +305,7 @@ impl Eval for Resize {
             let (input, output) = (shape[a], out_shape[a]);
             let scale = plan[a].scale.unwrap_or(1.0);
             let tf = self.coordinate_transformation_mode == CoordinateTransform::TfCropAndResize;
-            if input == output && scale == 1.0 && (!tf || roi[a] == (0.0, 1.0)) {
+            if input == output && scale == 1.0 && (!tf || roi[a] == Roi::FULL) {
                 continue;
             }
             let next: Vec<i64> = shape
@@ -313,6 +364,9 @@ struct SampleAxis {
 impl SampleAxis {
     /// The input index read at integral position `i`; `None` reads zero.
     fn pixel(&self, i: f64) -> Option<usize> {
+        if self.size == 0 {
+            return None;
+        }
         let last = self.size as f64 - 1.0;
         let i = match self.padding {
             GridPaddingMode::Zeros => {
@@ -335,7 +389,7 @@ impl SampleAxis {
         }
         match self.padding {
             GridPaddingMode::Zeros => x,
-            GridPaddingMode::Border => x.clamp(0.0, self.size as f64 - 1.0),
+            GridPaddingMode::Border => x.clamp(0.0, (self.size as f64 - 1.0).max(0.0)),
             GridPaddingMode::Reflection => reflect(x, self.lo, self.hi),
         }
     }
@@ -345,7 +399,11 @@ impl Eval for GridSample {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let (x, grid) = (cx.input(0)?, cx.input(1)?);
         let (xs, gs) = (x.shape(), grid.shape());
-        if xs.len() < 3 || gs.len() != xs.len() || gs[0] != xs[0] || gs[gs.len() - 1] != xs.len() - 2 {
+        if xs.len() < 3
+            || gs.len() != xs.len()
+            || gs[0] != xs[0]
+            || gs[gs.len() - 1] != xs.len() - 2
+        {
             return invalid!("input {xs:?} and grid {gs:?} do not match");
         }
         if !x.dtype().is_float() && !x.dtype().is_int() {
@@ -375,7 +433,10 @@ impl Eval for GridSample {
             .collect();
         let xv = to_f64(x, "GridSample")?;
         let gv = grid.to_f64_vec();
-        let mut out = vec![0.0; n * c * points];
+        let mut shape = vec![n as i64, c as i64];
+        shape.extend(gs[1..gs.len() - 1].iter().map(|&d| d as i64));
+        let shape = checked_shape(&shape)?;
+        let mut out = vec![0.0; shape.iter().product()];
         // Per axis: (input index or zero, weight) taps of the current point.
         let mut taps: Vec<Vec<(Option<usize>, f64)>> = vec![Vec::new(); r];
         let mut corners: Vec<(usize, f64)> = Vec::new();
@@ -437,8 +498,6 @@ impl Eval for GridSample {
                 }
             }
         }
-        let mut shape = vec![n, c];
-        shape.extend(&gs[1..gs.len() - 1]);
         one(result(x.dtype(), shape, out)?)
     }
 }
@@ -465,7 +524,11 @@ impl Eval for AffineGrid {
         // Normalized base coordinate of index i along an axis of extent d.
         let base = |i: usize, d: usize| {
             if self.align_corners {
-                if d > 1 { -1.0 + 2.0 * i as f64 / (d - 1) as f64 } else { -1.0 }
+                if d > 1 {
+                    -1.0 + 2.0 * i as f64 / (d - 1) as f64
+                } else {
+                    -1.0
+                }
             } else {
                 -1.0 + (2 * i + 1) as f64 / d as f64
             }
@@ -477,7 +540,9 @@ impl Eval for AffineGrid {
             for p in 0..points {
                 let idx = unravel(p, spatial);
                 // Homogeneous point (x, y[, z], 1): x runs along the last axis.
-                let mut h: Vec<f64> = (0..r).map(|j| base(idx[r - 1 - j], spatial[r - 1 - j])).collect();
+                let mut h: Vec<f64> = (0..r)
+                    .map(|j| base(idx[r - 1 - j], spatial[r - 1 - j]))
+                    .collect();
                 h.push(1.0);
                 for row in 0..r {
                     out.push((0..=r).map(|k| t[row * (r + 1) + k] * h[k]).sum());
@@ -537,7 +602,7 @@ impl Eval for RoiAlign {
                 }
             };
             let (gh, gw) = (grid(bh), grid(bw));
-            if !(gh * gw <= (1u64 << 24) as f64) {
+            if gh * gw > (1u64 << 24) as f64 || (gh * gw).is_nan() {
                 return unsupported!("RoiAlign with {gh}×{gw} samples per bin");
             }
             let (gh, gw) = (gh as usize, gw as usize);
@@ -569,7 +634,9 @@ impl Eval for RoiAlign {
                         RoiPoolMode::Max => ss
                             .iter()
                             .map(|(p, wt)| {
-                                (0..4).map(|k| wt[k] * img[p[k]]).fold(f64::NEG_INFINITY, f64::max)
+                                (0..4)
+                                    .map(|k| wt[k] * img[p[k]])
+                                    .fold(f64::NEG_INFINITY, f64::max)
                             })
                             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
                             .unwrap_or(0.0),
@@ -620,7 +687,12 @@ fn corners(b: &[f64], center: bool) -> [f64; 4] {
         let (hw, hh) = (b[2] / 2.0, b[3] / 2.0);
         [b[0] - hw, b[1] - hh, b[0] + hw, b[1] + hh]
     } else {
-        [b[1].min(b[3]), b[0].min(b[2]), b[1].max(b[3]), b[0].max(b[2])]
+        [
+            b[1].min(b[3]),
+            b[0].min(b[2]),
+            b[1].max(b[3]),
+            b[0].max(b[2]),
+        ]
     }
 }
 
@@ -657,10 +729,14 @@ impl Eval for NonMaxSuppression {
         let sv = to_f64(scores, "NonMaxSuppression")?;
         let mut selected: Vec<i64> = Vec::new();
         for b in 0..batches {
-            let boxes: Vec<[f64; 4]> = (0..n).map(|i| corners(&bv[(b * n + i) * 4..][..4], center)).collect();
+            let boxes: Vec<[f64; 4]> = (0..n)
+                .map(|i| corners(&bv[(b * n + i) * 4..][..4], center))
+                .collect();
             for c in 0..classes {
                 let sc = &sv[(b * classes + c) * n..][..n];
-                let mut cand: Vec<usize> = (0..n).filter(|&i| min_score.is_none_or(|m| sc[i] > m)).collect();
+                let mut cand: Vec<usize> = (0..n)
+                    .filter(|&i| min_score.is_none_or(|m| sc[i] > m))
+                    .collect();
                 // Highest score first, ties by lower index.
                 cand.sort_by(|&i, &j| sc[j].total_cmp(&sc[i]).then(i.cmp(&j)));
                 let mut kept: Vec<usize> = Vec::new();
@@ -775,7 +851,9 @@ mod tests {
         let max = Tensor::scalar(10i64);
         let iou = Tensor::scalar(0.5f32);
         let y = run(
-            NonMaxSuppression { center_point_box: 0 },
+            NonMaxSuppression {
+                center_point_box: 0,
+            },
             &[Some(&boxes), Some(&scores), Some(&max), Some(&iou)],
         );
         assert_eq!(y.as_slice::<i64>().unwrap(), &[0, 0, 1, 0, 0, 2]);

@@ -46,20 +46,17 @@ pub struct AxisWindow {
     pub pad_end: usize,
 }
 
-impl AxisWindow {
-    /// Input positions of the taps of output `o`, with `None` for taps in
-    /// the padding.
-    pub fn taps(&self, o: usize) -> impl Iterator<Item = Option<usize>> + '_ {
-        let start = (o * self.stride) as i64 - self.pad_begin;
-        (0..self.kernel).map(move |k| {
-            let p = start + (k * self.dilation) as i64;
-            (p >= 0 && (p as usize) < self.input).then_some(p as usize)
-        })
-    }
-}
+/// Largest window attribute (kernel, stride, dilation, pad) Saturn accepts,
+/// so that window arithmetic cannot overflow.
+const MAX_WINDOW: usize = 1 << 40;
 
 /// Attribute values checked to be positive, one per spatial axis.
-fn per_axis(v: Option<&[i64]>, n: usize, what: &str, default: usize) -> Result<Vec<usize>, OpError> {
+fn per_axis(
+    v: Option<&[i64]>,
+    n: usize,
+    what: &str,
+    default: usize,
+) -> Result<Vec<usize>, OpError> {
     let Some(v) = v else {
         return Ok(vec![default; n]);
     };
@@ -70,6 +67,8 @@ fn per_axis(v: Option<&[i64]>, n: usize, what: &str, default: usize) -> Result<V
         .map(|&x| {
             if x < 1 {
                 invalid!("{what} must be positive, found {v:?}")
+            } else if x as u64 > MAX_WINDOW as u64 {
+                invalid!("{what} {v:?} is too large")
             } else {
                 Ok(x as usize)
             }
@@ -96,6 +95,9 @@ impl Window {
                 return invalid!("pads has {} values, expected {}", p.len(), 2 * n);
             }
             Some(p) if p.iter().any(|&x| x < 0) => return invalid!("negative pads {p:?}"),
+            Some(p) if p.iter().any(|&x| x as u64 > MAX_WINDOW as u64) => {
+                return invalid!("pads {p:?} are too large");
+            }
             Some(p) => p.iter().map(|&x| x as usize).collect(),
         };
         Ok(Window {
@@ -118,12 +120,16 @@ impl Window {
         let extent = (k - 1)
             .checked_mul(d)
             .and_then(|e| e.checked_add(1))
+            .filter(|&e| e <= 1 << 62)
             .ok_or_else(|| OpError::Invalid("window is too large".into()))?;
+        if input > MAX_WINDOW {
+            return invalid!("input extent {input} is too large");
+        }
         let (mut pad_begin, mut pad_end) = (self.pads[i], self.pads[self.rank() + i]);
         let output = match self.auto_pad {
             AutoPad::SameUpper | AutoPad::SameLower => {
                 let output = input.div_ceil(s);
-                let total = (output.saturating_sub(1) * s + extent).saturating_sub(input);
+                let total = ((output.saturating_sub(1)) * s + extent).saturating_sub(input);
                 pad_begin = if self.auto_pad == AutoPad::SameUpper {
                     total / 2
                 } else {
@@ -147,7 +153,7 @@ impl Window {
                     let mut output = span.div_ceil(s) + 1;
                     // The last window must start inside the input or the
                     // leading padding.
-                    if (output - 1) * s >= input + pad_begin {
+                    if (output - 1).saturating_mul(s) >= input + pad_begin {
                         output -= 1;
                     }
                     output
@@ -423,12 +429,16 @@ impl ConvTranspose {
             let same = matches!(self.auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
             let target = match &out_shape {
                 Some(o) => Some(o[i]),
-                None if same => Some((input[i] as i64).checked_mul(s as i64).ok_or_else(too_big)?),
+                None if same => Some(
+                    (input[i] as i64)
+                        .checked_mul(s as i64)
+                        .ok_or_else(too_big)?,
+                ),
                 None => None,
             };
             let (pad_begin, output) = match target {
                 Some(out) => {
-                    let total = full - out;
+                    let total = full.checked_sub(out).ok_or_else(too_big)?;
                     let begin = if self.auto_pad == AutoPad::SameUpper {
                         total.div_euclid(2)
                     } else {
@@ -694,7 +704,10 @@ impl MaxUnpool {
         )?;
         let r = win.rank();
         if input.len() != r {
-            return invalid!("kernel_shape has {r} values for {} spatial axes", input.len());
+            return invalid!(
+                "kernel_shape has {r} values for {} spatial axes",
+                input.len()
+            );
         }
         input
             .iter()
@@ -703,7 +716,10 @@ impl MaxUnpool {
                 let Some(n) = d.known() else {
                     return Ok(Dim::Unknown);
                 };
-                let full = (n.max(1) - 1) * win.strides[i] as u64 + win.kernel[i] as u64;
+                let full = (n.max(1) - 1)
+                    .checked_mul(win.strides[i] as u64)
+                    .and_then(|x| x.checked_add(win.kernel[i] as u64))
+                    .ok_or_else(|| OpError::Invalid("unpooled extent is too large".into()))?;
                 let pads = (win.pads[i] + win.pads[r + i]) as u64;
                 match full.checked_sub(pads) {
                     Some(e) if n > 0 => Ok(Dim::Known(e)),
@@ -721,7 +737,10 @@ impl Infer for MaxUnpool {
         expect_dtype(cx, 1, |d| d == DType::I64, "i64")?;
         if cx.opt_input(2).is_some() {
             if let Some(shape) = cx.ints(2) {
-                return one(TensorType::new(dtype, super::infer::shape_from_ints(&shape)));
+                return one(TensorType::new(
+                    dtype,
+                    super::infer::shape_from_ints(&shape),
+                ));
             }
             let rank = cx.input(0)?.rank();
             return one(match rank {
@@ -741,29 +760,37 @@ impl Infer for MaxUnpool {
 impl Infer for Col2Im {
     fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
         let dtype = cx.dtype(0)?;
-        let image = cx.ints(1);
-        let block = cx.ints(2);
         let x = cx.input(0)?;
         if let Some(r) = x.rank()
             && r != 3
         {
             return invalid!("input must have rank 3, found {r}");
         }
-        let n = x.dims().map_or(Dim::Unknown, |d| d[0].clone());
-        let rank = image
-            .as_ref()
-            .map(|v| v.len())
-            .or(block.as_ref().map(|v| v.len()))
-            .or(cx.input(1)?.dims().and_then(|d| d.first()?.known()).map(|n| n as usize));
+        let (image, block) = (cx.ints(1), cx.ints(2));
+        // The number of image axes: from either shape input's value or length.
+        let rank = match (&image, &block) {
+            (Some(v), _) | (None, Some(v)) => Some(v.len()),
+            _ => cx
+                .input(1)?
+                .dims()
+                .and_then(|d| d.first()?.known())
+                .map(|n| n as usize),
+        };
         let Some(r) = rank else {
             return one(TensorType::unknown_rank(dtype));
         };
-        let c = match (x.dims().and_then(|d| d[1].known()), &block) {
+        let xd = x.dims();
+        let n = xd.map_or(Dim::Unknown, |d| d[0].clone());
+        // Channels: the input's second dim over the block size.
+        let c = match (xd.and_then(|d| d[1].known()), &block) {
             (Some(cb), Some(b)) => {
-                let k = b.iter().try_fold(1u64, |acc, &v| {
-                    (v > 0).then(|| acc.checked_mul(v as u64)).flatten()
+                let taps = b.iter().try_fold(1u64, |acc, &v| {
+                    u64::try_from(v)
+                        .ok()
+                        .filter(|&v| v > 0)
+                        .and_then(|v| acc.checked_mul(v))
                 });
-                match k {
+                match taps {
                     Some(k) if cb % k == 0 => Dim::Known(cb / k),
                     _ => return invalid!("{cb} channels do not split into blocks of {b:?}"),
                 }
@@ -772,9 +799,126 @@ impl Infer for Col2Im {
         };
         let mut dims = vec![n, c];
         match image {
-            Some(v) if v.len() == r => dims.extend(super::infer::shape_from_ints(&v).dims().unwrap_or(&[]).iter().cloned()),
+            Some(v) if v.len() == r => dims.extend(v.iter().map(|&d| {
+                if d >= 0 {
+                    Dim::Known(d as u64)
+                } else {
+                    Dim::Unknown
+                }
+            })),
             _ => dims.extend(vec![Dim::Unknown; r]),
         }
         one(TensorType::new(dtype, Shape::Ranked(dims)))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// `f32[N,3,?]` to a type.
+    pub(crate) fn ty(s: &str) -> TensorType {
+        let (d, dims) = s.trim_end_matches(']').split_once('[').unwrap();
+        let dtype = DType::all().find(|t| t.name() == d).unwrap();
+        let dims = dims
+            .split(',')
+            .map(|x| match x.parse::<u64>() {
+                Ok(n) => Dim::Known(n),
+                Err(_) if x == "?" => Dim::Unknown,
+                Err(_) => Dim::sym(x),
+            })
+            .collect();
+        TensorType::new(dtype, Shape::Ranked(dims))
+    }
+
+    fn infer(op: impl Into<Op>, inputs: &[&str]) -> Result<Vec<String>, OpError> {
+        let inputs: Vec<Option<TensorType>> = inputs.iter().map(|s| Some(ty(s))).collect();
+        let cx = InferCx {
+            inputs: &inputs,
+            values: &[],
+            num_outputs: 2,
+        };
+        Ok(op
+            .into()
+            .infer(&cx)?
+            .iter()
+            .map(|t| t.to_string())
+            .collect())
+    }
+
+    fn conv() -> Conv {
+        Conv {
+            auto_pad: AutoPad::NotSet,
+            dilations: None,
+            group: 1,
+            kernel_shape: None,
+            pads: None,
+            strides: None,
+        }
+    }
+
+    #[test]
+    fn conv_output_extents() {
+        // (32 + 2 - 3) / 2 + 1 = 16; (20 + 2 - (2*2+1)) / 2 + 1 = 9.
+        let mut op = conv();
+        op.pads = Some(vec![1, 1, 1, 1]);
+        op.strides = Some(vec![2, 2]);
+        op.dilations = Some(vec![1, 2]);
+        assert_eq!(
+            infer(op, &["f32[N,3,32,20]", "f32[8,3,3,3]"]).unwrap(),
+            ["f32[N,8,16,9]"]
+        );
+        // SAME_UPPER keeps ceil(in / stride) whatever the kernel.
+        let mut op = conv();
+        op.auto_pad = AutoPad::SameUpper;
+        op.strides = Some(vec![3]);
+        assert_eq!(
+            infer(op, &["f32[1,2,10]", "f32[4,2,5]"]).unwrap(),
+            ["f32[1,4,4]"]
+        );
+        // Channels must match the weight times the groups.
+        assert!(infer(conv(), &["f32[1,3,8,8]", "f32[4,2,3,3]"]).is_err());
+        // The kernel may be unknown: so are the output extents.
+        assert_eq!(
+            infer(conv(), &["f32[1,3,8,8]", "f32[4,3,K,K]"]).unwrap(),
+            ["f32[1,4,?,?]"]
+        );
+    }
+
+    #[test]
+    fn pool_extents_with_ceil_mode_and_indices() {
+        let op = MaxPool {
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: true,
+            dilations: None,
+            kernel_shape: vec![3, 3],
+            pads: None,
+            storage_order: 0,
+            strides: Some(vec![2, 2]),
+        };
+        // ceil((112 - 3) / 2) + 1 = 56.
+        assert_eq!(
+            infer(op, &["f32[1,64,112,112]"]).unwrap(),
+            ["f32[1,64,56,56]", "i64[1,64,56,56]"]
+        );
+    }
+
+    #[test]
+    fn conv_transpose_extents() {
+        let op = ConvTranspose {
+            auto_pad: AutoPad::NotSet,
+            dilations: None,
+            group: 2,
+            kernel_shape: None,
+            output_padding: Some(vec![1]),
+            output_shape: None,
+            pads: Some(vec![1, 1]),
+            strides: Some(vec![2]),
+        };
+        // 2 * (5 - 1) + 1 + 3 - 2 = 10 outputs, 3 maps per group.
+        assert_eq!(
+            infer(op, &["f32[1,4,5]", "f32[4,3,3]"]).unwrap(),
+            ["f32[1,6,10]"]
+        );
     }
 }

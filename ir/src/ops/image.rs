@@ -61,7 +61,11 @@ impl Resize {
 
     /// Output extents and coordinate scales of every axis of an input with
     /// the given (possibly unknown) extents.
-    pub fn plan(&self, input: &[Option<u64>], target: &ResizeTarget) -> Result<Vec<ResizeAxis>, OpError> {
+    pub fn plan(
+        &self,
+        input: &[Option<u64>],
+        target: &ResizeTarget,
+    ) -> Result<Vec<ResizeAxis>, OpError> {
         let axes = self.resize_axes(input.len())?;
         let n = match target {
             ResizeTarget::Scales(s) => s.len(),
@@ -109,7 +113,8 @@ impl Resize {
                     let ratios: Option<Vec<f64>> =
                         axes.iter().zip(sizes).map(|(&a, &s)| ratio(a, s)).collect();
                     let scale = ratios.map(|r| {
-                        let pick = if self.keep_aspect_ratio_policy == AspectRatioPolicy::NotLarger {
+                        let pick = if self.keep_aspect_ratio_policy == AspectRatioPolicy::NotLarger
+                        {
                             f64::min
                         } else {
                             f64::max
@@ -133,7 +138,7 @@ impl Resize {
 
 /// A non-negative float extent, truncated.
 fn extent(x: f64) -> Result<u64, OpError> {
-    if !(x >= 0.0 && x < 1e18) {
+    if !(0.0..1e18).contains(&x) {
         return invalid!("resized extent {x} is out of range");
     }
     Ok(x.floor() as u64)
@@ -166,7 +171,13 @@ impl Infer for Resize {
         let mut out: Vec<Dim> = dims
             .iter()
             .enumerate()
-            .map(|(i, d)| if axes.contains(&i) { Dim::Unknown } else { d.clone() })
+            .map(|(i, d)| {
+                if axes.contains(&i) {
+                    Dim::Unknown
+                } else {
+                    d.clone()
+                }
+            })
             .collect();
         if let Some(target) = resize_target(cx)? {
             let input: Vec<Option<u64>> = dims.iter().map(Dim::known).collect();
@@ -199,7 +210,10 @@ impl Infer for GridSample {
                 if let Some(r) = gd[gd.len() - 1].known()
                     && r as usize != xd.len() - 2
                 {
-                    return invalid!("grid points have {r} coordinates for {} spatial axes", xd.len() - 2);
+                    return invalid!(
+                        "grid points have {r} coordinates for {} spatial axes",
+                        xd.len() - 2
+                    );
                 }
                 let mut d = vec![xd[0].clone(), xd[1].clone()];
                 d.extend(gd[1..gd.len() - 1].iter().cloned());
@@ -225,10 +239,19 @@ impl Infer for AffineGrid {
             d.push(size.len() as i64 - 2);
             return one(TensorType::new(dtype, super::infer::shape_from_ints(&d)));
         }
-        let n = cx.input(0)?.dims().map_or(Dim::Unknown, |d| d.first().cloned().unwrap_or(Dim::Unknown));
+        let n = cx
+            .input(0)?
+            .dims()
+            .map_or(Dim::Unknown, |d| d.first().cloned().unwrap_or(Dim::Unknown));
         let shape = match cx.input(1)?.dims().and_then(|d| d.first()?.known()) {
             Some(4) => Shape::Ranked(vec![n, Dim::Unknown, Dim::Unknown, Dim::Known(2)]),
-            Some(5) => Shape::Ranked(vec![n, Dim::Unknown, Dim::Unknown, Dim::Unknown, Dim::Known(3)]),
+            Some(5) => Shape::Ranked(vec![
+                n,
+                Dim::Unknown,
+                Dim::Unknown,
+                Dim::Unknown,
+                Dim::Known(3),
+            ]),
             _ => Shape::UnknownRank,
         };
         one(TensorType::new(dtype, shape))
@@ -272,11 +295,80 @@ impl Infer for NonMaxSuppression {
         expect_dtype(cx, 0, DType::is_float, "a float type")?;
         expect_dtype(cx, 1, DType::is_float, "a float type")?;
         if !matches!(self.center_point_box, 0 | 1) {
-            return invalid!("center_point_box must be 0 or 1, found {}", self.center_point_box);
+            return invalid!(
+                "center_point_box must be 0 or 1, found {}",
+                self.center_point_box
+            );
         }
         one(TensorType::new(
             DType::I64,
             Shape::Ranked(vec![Dim::Unknown, Dim::Known(3)]),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn resize() -> Resize {
+        Resize {
+            antialias: false,
+            axes: None,
+            coordinate_transformation_mode: CoordinateTransform::HalfPixel,
+            cubic_coeff_a: -0.75,
+            exclude_outside: false,
+            extrapolation_value: 0.0,
+            keep_aspect_ratio_policy: AspectRatioPolicy::Stretch,
+            mode: ResizeMode::Nearest,
+            nearest_mode: NearestMode::RoundPreferFloor,
+        }
+    }
+
+    /// Output type of Resize on `x` with known scales (input 2) or sizes
+    /// (input 3).
+    fn infer(op: &Resize, x: &str, scales: Option<Vec<f32>>, sizes: Option<Vec<i64>>) -> String {
+        let x = super::super::conv::tests::ty(x);
+        let mut inputs = vec![Some(x), None, None, None];
+        let mut values: Vec<Option<Arc<Tensor>>> = vec![None; 4];
+        if let Some(s) = scales {
+            inputs[2] = Some(TensorType::known(DType::F32, &[s.len()]));
+            values[2] = Some(Arc::new(Tensor::from_vec(vec![s.len()], s)));
+        }
+        if let Some(s) = sizes {
+            inputs[3] = Some(TensorType::known(DType::I64, &[s.len()]));
+            values[3] = Some(Arc::new(Tensor::from_vec(vec![s.len()], s)));
+        }
+        let cx = InferCx {
+            inputs: &inputs,
+            values: &values,
+            num_outputs: 1,
+        };
+        Infer::infer(op, &cx).unwrap()[0].to_string()
+    }
+
+    #[test]
+    fn resize_extents() {
+        let op = resize();
+        // floor(5 × 1.5) = 7; a scale of 1 keeps a symbolic extent.
+        assert_eq!(
+            infer(&op, "f32[N,3,5,4]", Some(vec![1., 1., 1.5, 0.6]), None),
+            "f32[N,3,7,2]"
+        );
+        let mut op = resize();
+        op.axes = Some(vec![-1]);
+        assert_eq!(
+            infer(&op, "f32[N,3,H,4]", None, Some(vec![9])),
+            "f32[N,3,H,9]"
+        );
+        // not_larger: scale min(6/4, 6/2) = 1.5, so 4 → 6 and 2 → 3.
+        let mut op = resize();
+        op.axes = Some(vec![2, 3]);
+        op.keep_aspect_ratio_policy = AspectRatioPolicy::NotLarger;
+        assert_eq!(
+            infer(&op, "f32[1,1,4,2]", None, Some(vec![6, 6])),
+            "f32[1,1,6,3]"
+        );
     }
 }

@@ -58,6 +58,7 @@ pub(super) fn register(reg: &mut dyn FnMut(&'static str, Build)) {
     reg("Reshape", reshape);
     reg("Concat", concat);
     reg("GroupNormalization", group_norm);
+    reg("RoiAlign", roi_align);
 }
 
 /// Moves an int or ints attribute to a constant input at `index`.
@@ -483,6 +484,18 @@ fn group_norm(mut cx: NodeCx) -> Result<(), ImportError> {
             cx.emit(Reshape { allowzero: false }, &[grid, flat])?
         };
         cx.set_input(i, Some(per_channel));
+    }
+    generic(cx)
+}
+
+fn roi_align(mut cx: NodeCx) -> Result<(), ImportError> {
+    // Before opset 16 RoiAlign had no coordinate_transformation_mode and
+    // behaved as `output_half_pixel` (no half-pixel offset).
+    if cx.opset < 16 && cx.attrs.get("coordinate_transformation_mode").is_none() {
+        cx.attrs.insert(
+            "coordinate_transformation_mode",
+            AttrValue::Str("output_half_pixel".into()),
+        );
     }
     generic(cx)
 }
