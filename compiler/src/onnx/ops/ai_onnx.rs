@@ -54,6 +54,7 @@ pub(super) fn register(reg: &mut dyn FnMut(&'static str, Build)) {
     reg("DequantizeLinear", quantize);
     reg("LpPool", lp_pool);
     reg("GlobalLpPool", lp_pool);
+    reg("Scan", scan);
 }
 
 /// Moves an int or ints attribute to a constant input at `index`.
@@ -404,4 +405,74 @@ fn lp_pool(mut cx: NodeCx) -> Result<(), ImportError> {
         cx.attrs.insert("p", AttrValue::Int(p as i64));
     }
     generic(cx)
+}
+
+/// Scan before opset 9 has a batch axis first on every state and scan
+/// input (and output) and an optional `sequence_lens` first input. With
+/// full-length sequences it is one opset-9 Scan per batch entry, on the
+/// entries picked out with Gather and stacked back with Concat.
+fn scan(mut cx: NodeCx) -> Result<(), ImportError> {
+    if cx.opset >= 9 {
+        return generic(cx);
+    }
+    if let Some(v) = cx.attrs.remove("directions") {
+        cx.attrs.insert("scan_input_directions", v);
+    }
+    let op = cx.op_from_attrs("Scan")?;
+    let Op::Scan(scan) = &op else {
+        unreachable!("op_from_attrs(\"Scan\") builds a Scan")
+    };
+    let inputs: Vec<saturn_ir::Value> = cx.inputs[1..]
+        .iter()
+        .map(|v| v.ok_or_else(|| cx.err("only the sequence lengths may be omitted")))
+        .collect::<Result<_, _>>()?;
+    let batch = inputs
+        .iter()
+        .find_map(|&v| cx.b.graph().ty(v).dims()?.first()?.known())
+        .ok_or_else(|| cx.err("Scan before opset 9 needs a known batch size"))?;
+    let m = scan.num_scan_inputs.max(0) as usize;
+    if let Some(lens) = cx.inputs[0] {
+        let full = m >= 1
+            && inputs.len() >= m
+            && match (
+                cx.b.known(lens),
+                cx.b.graph().ty(inputs[inputs.len() - m]).dims(),
+            ) {
+                (Some(l), Some(d)) if d.len() >= 2 => {
+                    let seq = d[1].known();
+                    l.to_i64_vec().iter().all(|&x| seq == Some(x as u64))
+                }
+                _ => false,
+            };
+        if !full {
+            return Err(cx.err(
+                "Scan before opset 9 with sequence lengths shorter than the sequences is not supported",
+            ));
+        }
+    }
+    if batch > 1 << 16 {
+        return Err(cx.err(format!("batch size {batch} is too large to unroll")));
+    }
+    let zero_axis = cx.ints(&[0])?;
+    let mut per_output: Vec<Vec<saturn_ir::Value>> = vec![Vec::new(); cx.outputs.len()];
+    for b in 0..batch as i64 {
+        let index = cx.constant(Tensor::scalar(b))?;
+        let entries: Vec<Option<saturn_ir::Value>> = inputs
+            .iter()
+            .map(|&v| cx.emit(Gather { axis: 0 }, &[v, index]).map(Some))
+            .collect::<Result<_, _>>()?;
+        let outs: Vec<(String, Option<saturn_ir::TensorType>)> =
+            cx.outputs.iter().map(|_| (String::new(), None)).collect();
+        let results = cx.b.node("", op.clone(), entries, outs)?;
+        for (k, r) in results.into_iter().enumerate() {
+            let u = cx.emit(Unsqueeze {}, &[r, zero_axis])?;
+            per_output[k].push(u);
+        }
+    }
+    let outputs = std::mem::take(&mut cx.outputs);
+    for (parts, out) in per_output.into_iter().zip(outputs) {
+        let parts = parts.into_iter().map(Some).collect();
+        cx.b.node("", Concat { axis: 0 }.into(), parts, vec![out])?;
+    }
+    Ok(())
 }
