@@ -517,10 +517,10 @@ mod tests {
     #[test]
     fn activation_parameters_are_consumed_in_order() {
         let names = vec!["LeakyRelu".to_string(), "Tanh".into(), "HardSigmoid".into()];
-        let acts = activations(&names, &[0.5, 0.3], &[0.7], &["a", "b", "c"], 1).unwrap();
+        let acts = activations(&names, &[0.5, 0.25], &[0.75], &["a", "b", "c"], 1).unwrap();
         assert_eq!(
             acts,
-            vec![Act::LeakyRelu(0.5), Act::Tanh, Act::HardSigmoid(0.3, 0.7)]
+            vec![Act::LeakyRelu(0.5), Act::Tanh, Act::HardSigmoid(0.25, 0.75)]
         );
     }
 }

@@ -461,8 +461,10 @@ fn scan(mut cx: NodeCx) -> Result<(), ImportError> {
             .iter()
             .map(|&v| cx.emit(Gather { axis: 0 }, &[v, index]).map(Some))
             .collect::<Result<_, _>>()?;
-        let outs: Vec<(String, Option<saturn_ir::TensorType>)> =
-            cx.outputs.iter().map(|_| (String::new(), None)).collect();
+        // Distinct names: the builder names empty outputs alike.
+        let outs: Vec<(String, Option<saturn_ir::TensorType>)> = (0..cx.outputs.len())
+            .map(|k| (cx.b.fresh_name(&format!("{}_batch{b}_{k}", cx.label)), None))
+            .collect();
         let results = cx.b.node("", op.clone(), entries, outs)?;
         for (k, r) in results.into_iter().enumerate() {
             let u = cx.emit(Unsqueeze {}, &[r, zero_axis])?;
