@@ -121,6 +121,13 @@ impl Stack {
 
 impl Eval for Loop {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
+        self.run(cx, MAX_ITERATIONS)
+    }
+}
+
+impl Loop {
+    /// Runs the loop, failing once it reaches `max_iterations`.
+    fn run(&self, cx: &EvalCx, max_iterations: u64) -> Result<Vec<Tensor>, OpError> {
         let trip_count = match cx.opt_input(0) {
             Some(m) if m.numel() != 1 => {
                 return invalid!(
@@ -150,8 +157,8 @@ impl Eval for Loop {
 
         let mut i: u64 = 0;
         while cond && trip_count.is_none_or(|m| i < m) {
-            if i >= MAX_ITERATIONS {
-                return invalid!("the loop ran {MAX_ITERATIONS} iterations without stopping");
+            if i >= max_iterations {
+                return invalid!("the loop ran {max_iterations} iterations without stopping");
             }
             let mut inputs = Vec::with_capacity(n + 2);
             inputs.push(Tensor::scalar(i as i64));
@@ -462,5 +469,36 @@ mod tests {
             out[1].as_slice::<f32>().unwrap(),
             &[3.0, 5.0, 6.0, 30.0, 50.0, 60.0]
         );
+    }
+
+    #[test]
+    fn endless_loop_stops_with_an_error() {
+        // No trip count, no condition: the body's condition is ignored.
+        let mut b = GraphBuilder::new("body");
+        let _i = b.input("i", scalar(DType::I64)).unwrap();
+        let c = b.input("cond_in", scalar(DType::Bool)).unwrap();
+        let x = b.input("x_in", scalar(DType::F32)).unwrap();
+        let c2 = b.op(Identity {}, &[c]).unwrap();
+        let x2 = b.op(Identity {}, &[x]).unwrap();
+        let op = Loop {
+            body: Arc::new(b.finish(vec![c2, x2])),
+        };
+        let empty = Graph::default();
+        let scope = super::super::Scope {
+            parent: None,
+            graph: &empty,
+            env: &[],
+        };
+        let x = Tensor::scalar(1.0f32);
+        let inputs = [None, None, Some(&x)];
+        let types = [scalar(DType::F32)];
+        let cx = EvalCx {
+            inputs: &inputs,
+            output_types: &types,
+            num_outputs: 1,
+            scope: &scope,
+        };
+        let err = op.run(&cx, 10).unwrap_err();
+        assert!(err.to_string().contains("10 iterations"), "{err}");
     }
 }
