@@ -55,6 +55,9 @@ pub(super) fn register(reg: &mut dyn FnMut(&'static str, Build)) {
     reg("LpPool", lp_pool);
     reg("GlobalLpPool", lp_pool);
     reg("Scan", scan);
+    for op in ["RNN", "GRU", "LSTM"] {
+        reg(op, recurrent);
+    }
 }
 
 /// Moves an int or ints attribute to a constant input at `index`.
@@ -477,4 +480,11 @@ fn scan(mut cx: NodeCx) -> Result<(), ImportError> {
         cx.b.node("", Concat { axis: 0 }.into(), parts, vec![out])?;
     }
     Ok(())
+}
+
+/// Opsets before 7 of the recurrent ops have `output_sequence`, which only
+/// says whether Y is wanted: the node's outputs already say that.
+fn recurrent(mut cx: NodeCx) -> Result<(), ImportError> {
+    cx.attrs.remove("output_sequence");
+    generic(cx)
 }
