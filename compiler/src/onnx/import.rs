@@ -163,6 +163,29 @@ fn node_uses(n: &NodeProto) -> Vec<String> {
     uses
 }
 
+/// The branch of an If that cannot run because its condition is known
+/// when the model is imported (from constants and static shapes). Such a
+/// branch may not even type-check with the shapes at hand (functions
+/// expanded for several ranks do this), so it may be left out.
+fn dead_branch(
+    n: &NodeProto,
+    b: &GraphBuilder,
+    inputs: &[Option<saturn_ir::Value>],
+) -> Option<&'static str> {
+    if canonical_domain(n.domain()) != "" || n.op_type() != "If" {
+        return None;
+    }
+    let cond = b.known(inputs.first().copied().flatten()?)?;
+    if cond.numel() != 1 {
+        return None;
+    }
+    Some(if cond.get_f64(0) != 0.0 {
+        "else_branch"
+    } else {
+        "then_branch"
+    })
+}
+
 fn node_label(n: &NodeProto) -> String {
     if !n.name().is_empty() {
         n.name().to_string()
@@ -467,6 +490,8 @@ impl Importer<'_> {
             inputs.push(Some(v));
         }
         let mut attrs = Attrs::new();
+        let dead = dead_branch(n, b, &inputs);
+        let mut unimportable_dead_branch = false;
         for a in &n.attribute {
             let v = match attrs::convert(a, self.base)? {
                 Some(v) => v,
@@ -481,12 +506,30 @@ impl Importer<'_> {
                         ),
                     })?;
                     let captures = free_vars(g);
-                    let sub = self.body(n, g, b, &inputs, &captures)?;
+                    let sub = match self.body(n, g, b, &inputs, &captures) {
+                        Ok(sub) => sub,
+                        Err(_) if dead == Some(a.name()) => {
+                            unimportable_dead_branch = true;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     let outs = output_values(&sub, g)?;
                     AttrValue::Graph(Arc::new(sub.finish(outs)))
                 }
             };
             attrs.insert(a.name(), v);
+        }
+        if unimportable_dead_branch && let Some(dead) = dead {
+            // The branch can never run: the live one stands in for it.
+            let live = if dead == "then_branch" {
+                "else_branch"
+            } else {
+                "then_branch"
+            };
+            if let Some(g) = attrs.get(live).cloned() {
+                attrs.insert(dead, g);
+            }
         }
         let outputs = n
             .output

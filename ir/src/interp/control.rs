@@ -121,6 +121,13 @@ impl Stack {
 
 impl Eval for Loop {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
+        self.run(cx, MAX_ITERATIONS)
+    }
+}
+
+impl Loop {
+    /// Runs the loop, failing once it reaches `max_iterations`.
+    fn run(&self, cx: &EvalCx, max_iterations: u64) -> Result<Vec<Tensor>, OpError> {
         let trip_count = match cx.opt_input(0) {
             Some(m) if m.numel() != 1 => {
                 return invalid!(
@@ -150,8 +157,8 @@ impl Eval for Loop {
 
         let mut i: u64 = 0;
         while cond && trip_count.is_none_or(|m| i < m) {
-            if i >= MAX_ITERATIONS {
-                return invalid!("the loop ran {MAX_ITERATIONS} iterations without stopping");
+            if i >= max_iterations {
+                return invalid!("the loop ran {max_iterations} iterations without stopping");
             }
             let mut inputs = Vec::with_capacity(n + 2);
             inputs.push(Tensor::scalar(i as i64));
@@ -307,5 +314,191 @@ mod tests {
         let mut s = Stack::new();
         s.push(Tensor::from_vec(vec![2], vec![1i64, 2]), 0).unwrap();
         assert!(s.push(Tensor::from_vec(vec![1], vec![1i64]), 0).is_err());
+    }
+
+    use std::sync::Arc;
+
+    use crate::builder::GraphBuilder;
+    use crate::graph::Graph;
+    use crate::interp::run;
+    use crate::shape::{Dim, Shape};
+
+    fn scalar(d: DType) -> TensorType {
+        TensorType::new(d, Shape::scalar())
+    }
+
+    /// A loop body: `x_out = x_in + d` (d captured), the condition
+    /// `x_out < limit` (limit captured), and the scan output `x_in`.
+    fn counting_body() -> Graph {
+        let mut b = GraphBuilder::new("body");
+        let _i = b.input("i", scalar(DType::I64)).unwrap();
+        let _c = b.input("cond_in", scalar(DType::Bool)).unwrap();
+        let x = b.input("x_in", scalar(DType::F32)).unwrap();
+        let d = b.capture("d", scalar(DType::F32)).unwrap();
+        let limit = b.capture("limit", scalar(DType::F32)).unwrap();
+        let next = b.op(Add {}, &[x, d]).unwrap();
+        let cond = b.op(Less {}, &[next, limit]).unwrap();
+        let seen = b.op(Identity {}, &[x]).unwrap();
+        b.finish(vec![cond, next, seen])
+    }
+
+    /// Runs `Loop(m, cond, x0)` over [`counting_body`] with `d = 1`.
+    fn run_loop(m: Option<i64>, cond: Option<bool>, limit: f32) -> Vec<Tensor> {
+        let mut b = GraphBuilder::new("main");
+        let d = b.input("d", scalar(DType::F32)).unwrap();
+        let l = b.input("limit", scalar(DType::F32)).unwrap();
+        let x0 = b.input("x0", scalar(DType::F32)).unwrap();
+        let mut inputs = vec![
+            Tensor::scalar(1.0f32),
+            Tensor::scalar(limit),
+            Tensor::scalar(0.0f32),
+        ];
+        let m = m.map(|m| {
+            inputs.push(Tensor::scalar(m));
+            b.input("m", scalar(DType::I64)).unwrap()
+        });
+        let c = cond.map(|c| {
+            inputs.push(Tensor::scalar(c));
+            b.input("c", scalar(DType::Bool)).unwrap()
+        });
+        let body = Arc::new(counting_body());
+        let outs = vec![("x".into(), None), ("xs".into(), None)];
+        let vs = b
+            .node("", Loop { body }.into(), vec![m, c, Some(x0)], outs)
+            .unwrap();
+        let _ = d;
+        let _ = l;
+        // The scan output's type has an unknown iteration count.
+        assert_eq!(b.graph().ty(vs[1]).shape, Shape::Ranked(vec![Dim::Unknown]));
+        run(&b.finish(vs), inputs).unwrap()
+    }
+
+    #[test]
+    fn loop_with_trip_count() {
+        let out = run_loop(Some(3), None, 100.0);
+        assert_eq!(out[0].as_slice::<f32>().unwrap(), &[3.0]);
+        assert_eq!(out[1].as_slice::<f32>().unwrap(), &[0.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn loop_stops_on_its_condition() {
+        // x goes 1, 2, 3; 3 < 3 is false after the third iteration.
+        let out = run_loop(None, Some(true), 3.0);
+        assert_eq!(out[0].as_slice::<f32>().unwrap(), &[3.0]);
+        assert_eq!(out[1].shape(), &[3]);
+        // Both: the trip count stops it first.
+        let out = run_loop(Some(2), Some(true), 3.0);
+        assert_eq!(out[0].as_slice::<f32>().unwrap(), &[2.0]);
+    }
+
+    #[test]
+    fn loop_with_no_iterations() {
+        let out = run_loop(Some(5), Some(false), 3.0);
+        assert_eq!(out[0].as_slice::<f32>().unwrap(), &[0.0]);
+        assert_eq!(out[1].shape(), &[0]);
+        let out = run_loop(Some(-1), None, 3.0);
+        assert_eq!(out[1].shape(), &[0]);
+    }
+
+    #[test]
+    fn if_picks_a_branch_that_reads_the_outer_graph() {
+        let branch = |name: &str, negate: bool| {
+            let mut b = GraphBuilder::new(name);
+            let x = b.capture("x", scalar(DType::F32)).unwrap();
+            let y = if negate {
+                b.op(Neg {}, &[x]).unwrap()
+            } else {
+                b.op(Identity {}, &[x]).unwrap()
+            };
+            Arc::new(b.finish(vec![y]))
+        };
+        let mut b = GraphBuilder::new("main");
+        let c = b.input("c", scalar(DType::Bool)).unwrap();
+        let _x = b.input("x", scalar(DType::F32)).unwrap();
+        let op = If {
+            then_branch: branch("then", false),
+            else_branch: branch("else", true),
+        };
+        let y = b.op(op, &[c]).unwrap();
+        let g = b.finish(vec![y]);
+        for (c, want) in [(true, 2.0f32), (false, -2.0)] {
+            let out = run(&g, vec![Tensor::scalar(c), Tensor::scalar(2.0f32)]).unwrap();
+            assert_eq!(out[0].as_slice::<f32>().unwrap(), &[want]);
+        }
+    }
+
+    #[test]
+    fn scan_runs_reversed_along_an_axis() {
+        // Running sum over the columns of a [2, 3] input, right to left,
+        // with the per-step sums stacked along axis 1.
+        let mut body = GraphBuilder::new("body");
+        let acc = body
+            .input("acc", TensorType::known(DType::F32, &[2]))
+            .unwrap();
+        let col = body
+            .input("col", TensorType::known(DType::F32, &[2]))
+            .unwrap();
+        let sum = body.op(Add {}, &[acc, col]).unwrap();
+        let copy = body.op(Identity {}, &[sum]).unwrap();
+        let body = Arc::new(body.finish(vec![sum, copy]));
+        let mut b = GraphBuilder::new("main");
+        let init = b
+            .input("init", TensorType::known(DType::F32, &[2]))
+            .unwrap();
+        let x = b
+            .input("x", TensorType::known(DType::F32, &[2, 3]))
+            .unwrap();
+        let op = Scan {
+            body,
+            num_scan_inputs: 1,
+            scan_input_axes: Some(vec![1]),
+            scan_input_directions: Some(vec![1]),
+            scan_output_axes: Some(vec![-1]),
+            scan_output_directions: None,
+        };
+        let outs = vec![("total".into(), None), ("sums".into(), None)];
+        let vs = b
+            .node("", op.into(), vec![Some(init), Some(x)], outs)
+            .unwrap();
+        assert_eq!(b.graph().ty(vs[1]), &TensorType::known(DType::F32, &[2, 3]));
+        let g = b.finish(vs);
+        let x = Tensor::from_vec(vec![2, 3], vec![1.0f32, 2.0, 3.0, 10.0, 20.0, 30.0]);
+        let out = run(&g, vec![Tensor::from_vec(vec![2], vec![0.0f32, 0.0]), x]).unwrap();
+        assert_eq!(out[0].as_slice::<f32>().unwrap(), &[6.0, 60.0]);
+        assert_eq!(
+            out[1].as_slice::<f32>().unwrap(),
+            &[3.0, 5.0, 6.0, 30.0, 50.0, 60.0]
+        );
+    }
+
+    #[test]
+    fn endless_loop_stops_with_an_error() {
+        // No trip count, no condition: the body's condition is ignored.
+        let mut b = GraphBuilder::new("body");
+        let _i = b.input("i", scalar(DType::I64)).unwrap();
+        let c = b.input("cond_in", scalar(DType::Bool)).unwrap();
+        let x = b.input("x_in", scalar(DType::F32)).unwrap();
+        let c2 = b.op(Identity {}, &[c]).unwrap();
+        let x2 = b.op(Identity {}, &[x]).unwrap();
+        let op = Loop {
+            body: Arc::new(b.finish(vec![c2, x2])),
+        };
+        let empty = Graph::default();
+        let scope = super::super::Scope {
+            parent: None,
+            graph: &empty,
+            env: &[],
+        };
+        let x = Tensor::scalar(1.0f32);
+        let inputs = [None, None, Some(&x)];
+        let types = [scalar(DType::F32)];
+        let cx = EvalCx {
+            inputs: &inputs,
+            output_types: &types,
+            num_outputs: 1,
+            scope: &scope,
+        };
+        let err = op.run(&cx, 10).unwrap_err();
+        assert!(err.to_string().contains("10 iterations"), "{err}");
     }
 }

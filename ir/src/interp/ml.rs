@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::kernels::{from_f64, map_to_bool};
+use super::kernels::{checked_shape, from_f64, map_to_bool};
 use super::{Eval, EvalCx};
 use crate::dtype::DType;
 use crate::invalid;
@@ -23,6 +23,7 @@ impl Eval for ArrayFeatureExtractor {
         }
         let rows = x.numel() / c.max(1);
         let rows = if c == 0 { 0 } else { rows };
+        checked_shape(&[rows as i64, picks.len() as i64])?;
         let mut idx = Vec::with_capacity(rows * picks.len());
         for r in 0..rows {
             idx.extend(picks.iter().map(|&i| r * c + i as usize));
@@ -274,6 +275,7 @@ impl Eval for TreeEnsemble {
             3 => -big,
             _ => init,
         };
+        checked_shape(&[rows as i64, targets as i64])?;
         let mut out = vec![start; rows * targets];
         for r in 0..rows {
             let row = &xs[r * features..(r + 1) * features];

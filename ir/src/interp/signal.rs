@@ -177,6 +177,7 @@ impl Eval for STFT {
                 "frame_step {step} and frame_length {frame} do not fit a signal of {signal}"
             );
         }
+        check_transform_length(frame as u64)?;
         let (step, frame) = (step as usize, frame as usize);
         let w: Vec<f64> = match window {
             Some(w) => super::kernels::to_f64(w, "STFT")?,
@@ -345,5 +346,65 @@ mod tests {
         let back = transform(&expect, true);
         let four: Vec<C> = x.iter().map(|c| (4.0 * c.0, 0.0)).collect();
         assert!(close(&back, &four));
+    }
+
+    fn dft(op: DFT, x: &Tensor, axis: i64) -> Result<Tensor, OpError> {
+        let axis = Tensor::scalar(axis);
+        crate::interp::eval_op(&op.into(), &[Some(x), None, Some(&axis)], &[])
+            .map(|mut v| v.remove(0))
+    }
+
+    #[test]
+    fn rfft_then_irfft_gives_the_signal_back() {
+        let x = Tensor::from_vec(vec![1, 6, 1], vec![1.0f64, 2.0, 0.0, -1.0, 5.0, 3.0]);
+        let rfft = DFT {
+            inverse: false,
+            onesided: true,
+        };
+        let spec = dft(rfft, &x, 1).unwrap();
+        assert_eq!(spec.shape(), &[1, 4, 2]);
+        // Bin 0 is the sum.
+        assert_eq!(&spec.as_slice::<f64>().unwrap()[..2], &[10.0, 0.0]);
+        let irfft = DFT {
+            inverse: true,
+            onesided: true,
+        };
+        let back = dft(irfft, &spec, 1).unwrap();
+        assert_eq!(back.shape(), &[1, 6, 1]);
+        let (a, b) = (
+            back.as_slice::<f64>().unwrap(),
+            x.as_slice::<f64>().unwrap(),
+        );
+        assert!(a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-12), "{a:?}");
+    }
+
+    #[test]
+    fn bad_dft_inputs_are_errors() {
+        let op = DFT {
+            inverse: true,
+            onesided: true,
+        };
+        // One bin gives a zero-length inverse.
+        let x = Tensor::from_vec(vec![1, 1, 2], vec![1.0f32, 0.0]);
+        assert!(dft(op.clone(), &x, 1).is_err());
+        // The complex axis cannot be transformed; a last dim of 3 is neither.
+        assert!(dft(op.clone(), &x, 2).is_err());
+        let y = Tensor::from_vec(vec![1, 1, 3], vec![1.0f32, 0.0, 0.0]);
+        assert!(dft(op, &y, 1).is_err());
+    }
+
+    #[test]
+    fn symmetric_hann_window() {
+        let op = HannWindow {
+            output_datatype: crate::dtype::DType::F64,
+            periodic: false,
+        };
+        let n = Tensor::scalar(5i64);
+        let w = crate::interp::eval_op(&op.into(), &[Some(&n)], &[]).unwrap();
+        let w = w[0].as_slice::<f64>().unwrap();
+        // sin²(πn/4): 0, 1/2, 1, 1/2, 0.
+        for (a, b) in w.iter().zip([0.0, 0.5, 1.0, 0.5, 0.0]) {
+            assert!((a - b).abs() < 1e-12, "{w:?}");
+        }
     }
 }

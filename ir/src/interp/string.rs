@@ -307,4 +307,38 @@ mod tests {
         assert_eq!(tfidf(1, 1, 2, x.clone()), vec![2.0, 2.0, 1.0, 2.0]);
         assert_eq!(tfidf(1, 2, 2, x), vec![0.0, 0.0, 1.0, 2.0]);
     }
+
+    fn strings_of(v: &[&str]) -> Tensor {
+        string_tensor(vec![v.len()], v.iter().map(|s| s.to_string()).collect()).unwrap()
+    }
+
+    #[test]
+    fn regex_matches_whole_strings_only() {
+        let op = RegexFullMatch {
+            pattern: "a+b".into(),
+        };
+        let x = strings_of(&["aab", "xaab", "ab", "aabx"]);
+        let y = super::super::eval_op(&op.into(), &[Some(&x)], &[]).unwrap();
+        assert_eq!(
+            y[0].as_slice::<bool>().unwrap(),
+            &[true, false, true, false]
+        );
+        let bad = RegexFullMatch {
+            pattern: "(".into(),
+        };
+        assert!(super::super::eval_op(&bad.into(), &[Some(&x)], &[]).is_err());
+    }
+
+    #[test]
+    fn normalizer_drops_stop_words_ignoring_case() {
+        let op = StringNormalizer {
+            case_change_action: CaseChange::Upper,
+            is_case_sensitive: false,
+            locale: None,
+            stopwords: vec!["the".into()],
+        };
+        let x = strings_of(&["The", "cat", "THE"]);
+        let y = super::super::eval_op(&op.into(), &[Some(&x)], &[]).unwrap();
+        assert_eq!(y[0].as_strings().unwrap(), &["CAT".to_string()]);
+    }
 }

@@ -27,6 +27,24 @@ fn check_output_dtype(d: DType) -> Result<(), OpError> {
     }
 }
 
+/// Longest transform that is not a power of two: those take the direct
+/// O(n²) sum.
+pub const MAX_DIRECT_DFT: u64 = 1 << 16;
+
+/// Rejects transform lengths the reference interpreter would take too long
+/// on (and any beyond the element limit).
+pub fn check_transform_length(len: u64) -> Result<(), OpError> {
+    if len > crate::tensor::MAX_ELEMENTS {
+        return invalid!("transform length {len} is too large");
+    }
+    if !len.is_power_of_two() && len > MAX_DIRECT_DFT {
+        return crate::unsupported!(
+            "transforms of length {len}: only powers of two are supported above {MAX_DIRECT_DFT}"
+        );
+    }
+    Ok(())
+}
+
 impl DFT {
     /// The DFT axis in `[0, rank - 1)` of an input of rank `rank`.
     pub fn axis(axis: i64, rank: usize) -> Result<usize, OpError> {
@@ -50,6 +68,10 @@ impl DFT {
             None if irfft => 2 * extent.saturating_sub(1),
             None => extent,
         };
+        if len == 0 {
+            return invalid!("the transform length is zero");
+        }
+        check_transform_length(len)?;
         let out = if self.onesided && !self.inverse {
             len / 2 + 1
         } else {

@@ -59,6 +59,10 @@ pub(super) fn register(reg: &mut dyn FnMut(&'static str, Build)) {
     reg("Concat", concat);
     reg("GroupNormalization", group_norm);
     reg("RoiAlign", roi_align);
+    reg("Scan", scan);
+    for op in ["RNN", "GRU", "LSTM"] {
+        reg(op, recurrent);
+    }
 }
 
 /// Moves an int or ints attribute to a constant input at `index`.
@@ -497,5 +501,84 @@ fn roi_align(mut cx: NodeCx) -> Result<(), ImportError> {
             AttrValue::Str("output_half_pixel".into()),
         );
     }
+    generic(cx)
+}
+
+/// Scan before opset 9 has a batch axis first on every state and scan
+/// input (and output) and an optional `sequence_lens` first input. With
+/// full-length sequences it is one opset-9 Scan per batch entry, on the
+/// entries picked out with Gather and stacked back with Concat.
+fn scan(mut cx: NodeCx) -> Result<(), ImportError> {
+    if cx.opset >= 9 {
+        return generic(cx);
+    }
+    if let Some(v) = cx.attrs.remove("directions") {
+        cx.attrs.insert("scan_input_directions", v);
+    }
+    let op = cx.op_from_attrs("Scan")?;
+    let Op::Scan(scan) = &op else {
+        unreachable!("op_from_attrs(\"Scan\") builds a Scan")
+    };
+    let inputs: Vec<saturn_ir::Value> = cx.inputs[1..]
+        .iter()
+        .map(|v| v.ok_or_else(|| cx.err("only the sequence lengths may be omitted")))
+        .collect::<Result<_, _>>()?;
+    let batch = inputs
+        .iter()
+        .find_map(|&v| cx.b.graph().ty(v).dims()?.first()?.known())
+        .ok_or_else(|| cx.err("Scan before opset 9 needs a known batch size"))?;
+    let m = scan.num_scan_inputs.max(0) as usize;
+    if let Some(lens) = cx.inputs[0] {
+        let full = m >= 1
+            && inputs.len() >= m
+            && match (
+                cx.b.known(lens),
+                cx.b.graph().ty(inputs[inputs.len() - m]).dims(),
+            ) {
+                (Some(l), Some(d)) if d.len() >= 2 => {
+                    let seq = d[1].known();
+                    l.to_i64_vec().iter().all(|&x| seq == Some(x as u64))
+                }
+                _ => false,
+            };
+        if !full {
+            return Err(cx.err(
+                "Scan before opset 9 with sequence lengths shorter than the sequences is not supported",
+            ));
+        }
+    }
+    if batch > 1 << 16 {
+        return Err(cx.err(format!("batch size {batch} is too large to unroll")));
+    }
+    let zero_axis = cx.ints(&[0])?;
+    let mut per_output: Vec<Vec<saturn_ir::Value>> = vec![Vec::new(); cx.outputs.len()];
+    for b in 0..batch as i64 {
+        let index = cx.constant(Tensor::scalar(b))?;
+        let entries: Vec<Option<saturn_ir::Value>> = inputs
+            .iter()
+            .map(|&v| cx.emit(Gather { axis: 0 }, &[v, index]).map(Some))
+            .collect::<Result<_, _>>()?;
+        // Distinct names: the builder names empty outputs alike.
+        let outs: Vec<(String, Option<saturn_ir::TensorType>)> = (0..cx.outputs.len())
+            .map(|k| (cx.b.fresh_name(&format!("{}_batch{b}_{k}", cx.label)), None))
+            .collect();
+        let results = cx.b.node("", op.clone(), entries, outs)?;
+        for (k, r) in results.into_iter().enumerate() {
+            let u = cx.emit(Unsqueeze {}, &[r, zero_axis])?;
+            per_output[k].push(u);
+        }
+    }
+    let outputs = std::mem::take(&mut cx.outputs);
+    for (parts, out) in per_output.into_iter().zip(outputs) {
+        let parts = parts.into_iter().map(Some).collect();
+        cx.b.node("", Concat { axis: 0 }.into(), parts, vec![out])?;
+    }
+    Ok(())
+}
+
+/// Opsets before 7 of the recurrent ops have `output_sequence`, which only
+/// says whether Y is wanted: the node's outputs already say that.
+fn recurrent(mut cx: NodeCx) -> Result<(), ImportError> {
+    cx.attrs.remove("output_sequence");
     generic(cx)
 }
