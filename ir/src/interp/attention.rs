@@ -47,6 +47,17 @@ impl Prec {
     }
 }
 
+/// The element count of a shape computed from several inputs, checked
+/// against Saturn's limit before anything of that size is allocated or
+/// iterated.
+fn checked(dims: &[usize]) -> Result<usize, OpError> {
+    let dims: Vec<i64> = dims
+        .iter()
+        .map(|&d| d.min(i64::MAX as usize) as i64)
+        .collect();
+    Ok(checked_shape(&dims)?.iter().product())
+}
+
 fn float_input<'a>(cx: &EvalCx<'a>, i: usize, what: &str) -> Result<&'a Tensor, OpError> {
     let t = cx.input(i)?;
     if !is_attention_float(t.dtype()) {
@@ -77,11 +88,19 @@ impl Heads {
     fn from_tensor(t: &Tensor, heads: Option<usize>, what: &str) -> Result<Heads, OpError> {
         let v = t.to_f64_vec();
         match (t.shape(), heads) {
-            (&[b, h, s, d], _) => Ok(Heads { data: v, b, h, s, d }),
+            (&[b, h, s, d], _) => Ok(Heads {
+                data: v,
+                b,
+                h,
+                s,
+                d,
+            }),
             (&[b, s, hidden], Some(h)) => {
                 if h == 0 || hidden % h != 0 {
                     return invalid!("{what}: hidden size {hidden} does not split into {h} heads");
                 }
+                // Bounds the loops below when the tensor is empty.
+                checked(&[b, h, s])?;
                 let d = hidden / h;
                 let mut data = Vec::with_capacity(v.len());
                 for bi in 0..b {
@@ -193,10 +212,7 @@ impl Attention {
             total,
             past,
         } = *dims;
-        let n = checked_shape(&[b as i64, hq as i64, sq as i64, total as i64])?
-            .iter()
-            .product();
-        let mut bias = vec![0.0; n];
+        let mut bias = vec![0.0; checked(&[b, hq, sq, total])?];
         if let Some(m) = mask {
             let r = m.rank();
             if r == 0 || r > 4 {
@@ -254,16 +270,18 @@ impl Attention {
             // Keys that precede the query block: the internal cache, or
             // the external one's valid keys beyond the queries.
             let offset = match nonpad {
-                Some(np) => np[bi] - sq as i64,
+                Some(np) => np[bi].saturating_sub(sq as i64),
                 None => past as i64,
             };
             for i in 0..sq {
-                let pos = i as i64 + offset;
+                let pos = offset.saturating_add(i as i64);
                 for j in 0..total {
                     let jj = j as i64;
                     let allowed = (!self.is_causal || jj <= pos)
-                        && (self.left_window_size < 0 || pos - jj <= self.left_window_size)
-                        && (self.right_window_size < 0 || jj - pos <= self.right_window_size)
+                        && (self.left_window_size < 0
+                            || pos.saturating_sub(jj) <= self.left_window_size)
+                        && (self.right_window_size < 0
+                            || jj.saturating_sub(pos) <= self.right_window_size)
                         && nonpad.is_none_or(|np| jj < np[bi]);
                     if !allowed {
                         for h in 0..hq {
@@ -374,7 +392,13 @@ impl Eval for Attention {
         let root = p1.round(scale.sqrt());
         let qs: Vec<f64> = q4.data.iter().map(|&x| p1.round(x * root)).collect();
         let ks: Vec<f64> = k4.data.iter().map(|&x| p1.round(x * root)).collect();
-        let (qs, ks) = (Heads { data: qs, ..q4 }, Heads { data: ks, ..k4.clone() });
+        let (qs, ks) = (
+            Heads { data: qs, ..q4 },
+            Heads {
+                data: ks,
+                ..k4.clone()
+            },
+        );
         let mut scores = Vec::with_capacity(bias.len());
         for bi in 0..b {
             for h in 0..hq {
@@ -394,13 +418,15 @@ impl Eval for Attention {
                 *x = p1.round(p1.round(p1.round(*x / c).tanh()) * c);
             }
         }
-        let capped = (self.qk_matmul_output_mode == 1 && cx.num_outputs > 3).then(|| scores.clone());
+        let capped =
+            (self.qk_matmul_output_mode == 1 && cx.num_outputs > 3).then(|| scores.clone());
         let mut logits: Vec<f64> = scores
             .iter()
             .zip(&bias)
             .map(|(&s, &m)| p1.round(s + m))
             .collect();
-        let biased = (self.qk_matmul_output_mode == 2 && cx.num_outputs > 3).then(|| logits.clone());
+        let biased =
+            (self.qk_matmul_output_mode == 2 && cx.num_outputs > 3).then(|| logits.clone());
 
         // Softmax in softmax_precision, then back to T1. A query that may
         // attend no key at all (its bias is all -inf) gets a zero row.
@@ -423,7 +449,7 @@ impl Eval for Attention {
         let probs = logits;
 
         let dv = v4.d;
-        let mut y = Vec::with_capacity(b * hq * sq * dv);
+        let mut y = Vec::with_capacity(checked(&[b, hq, sq, dv])?);
         for bi in 0..b {
             for h in 0..hq {
                 for i in 0..sq {
@@ -461,7 +487,11 @@ impl Eval for Attention {
                 2 => biased,
                 _ => Some(probs),
             };
-            out.push(from_f64(t1, vec![b, hq, sq, total], qk.unwrap_or_default())?);
+            out.push(from_f64(
+                t1,
+                vec![b, hq, sq, total],
+                qk.unwrap_or_default(),
+            )?);
         }
         Ok(out)
     }
@@ -473,6 +503,9 @@ impl Eval for RotaryEmbedding {
         let (cos, sin) = (cx.input(1)?, cx.input(2)?);
         if cos.dtype() != x.dtype() || sin.dtype() != x.dtype() {
             return invalid!("the caches must have the input's type");
+        }
+        if x.numel() == 0 {
+            return Ok(vec![x.clone()]);
         }
         let p = Prec(x.dtype());
         // (batch, seq, heads, head size) and the element stride of a head
@@ -595,30 +628,46 @@ impl Eval for LinearAttention {
             rule,
             LinearAttentionRule::Delta | LinearAttentionRule::GatedDelta
         );
-        let per_head = |i: usize, what: &str, sizes: &[usize]| -> Result<Option<(Vec<f64>, usize)>, OpError> {
-            match cx.opt_input(i) {
-                None => Ok(None),
-                Some(x) => match *x.shape() {
-                    [xb, xt, n] if xb == b && xt == t && sizes.contains(&n) => {
-                        Ok(Some((to_f64(x, what)?, n)))
-                    }
-                    _ => invalid!("{what} must be [{b}, {t}, one of {sizes:?}], got {:?}", x.shape()),
-                },
-            }
-        };
+        let per_head =
+            |i: usize, what: &str, sizes: &[usize]| -> Result<Option<(Vec<f64>, usize)>, OpError> {
+                match cx.opt_input(i) {
+                    None => Ok(None),
+                    Some(x) => match *x.shape() {
+                        [xb, xt, n] if xb == b && xt == t && sizes.contains(&n) => {
+                            Ok(Some((to_f64(x, what)?, n)))
+                        }
+                        _ => invalid!(
+                            "{what} must be [{b}, {t}, one of {sizes:?}], got {:?}",
+                            x.shape()
+                        ),
+                    },
+                }
+            };
         let decay = per_head(4, "decay", &[hkv, hkv * dk])?;
         let beta = per_head(5, "beta", &[hkv, 1])?;
         if gating != decay.is_some() {
-            return invalid!("update rule {} {} the decay input", rule.onnx_name(), if gating { "needs" } else { "forbids" });
+            return invalid!(
+                "update rule {} {} the decay input",
+                rule.onnx_name(),
+                if gating { "needs" } else { "forbids" }
+            );
         }
         if delta != beta.is_some() {
-            return invalid!("update rule {} {} the beta input", rule.onnx_name(), if delta { "needs" } else { "forbids" });
+            return invalid!(
+                "update rule {} {} the beta input",
+                rule.onnx_name(),
+                if delta { "needs" } else { "forbids" }
+            );
         }
-        let n_state = b * hkv * dk * dv;
+        let n_state = checked(&[b, hkv, dk, dv])?;
         let (mut state, state_type) = match cx.opt_input(3) {
             Some(s) => {
                 if s.shape() != [b, hkv, dk, dv] {
-                    return invalid!("past_state must be {:?}, got {:?}", [b, hkv, dk, dv], s.shape());
+                    return invalid!(
+                        "past_state must be {:?}, got {:?}",
+                        [b, hkv, dk, dv],
+                        s.shape()
+                    );
                 }
                 if !is_attention_float(s.dtype()) {
                     return invalid!("past_state must be a float tensor");
@@ -633,7 +682,7 @@ impl Eval for LinearAttention {
             self.scale as f64
         };
         let group = hq / hkv;
-        let mut out = vec![0.0; b * t * hq * dv];
+        let mut out = vec![0.0; checked(&[b, t, hq, dv])?];
         let mut retrieved = vec![0.0; dv];
         let mut upd = vec![0.0; dv];
         for ti in 0..t {
@@ -643,7 +692,11 @@ impl Eval for LinearAttention {
                     if let Some((g, n)) = &decay {
                         let row = (bi * t + ti) * n;
                         for d in 0..dk {
-                            let gd = if *n == hkv { g[row + h] } else { g[row + h * dk + d] };
+                            let gd = if *n == hkv {
+                                g[row + h]
+                            } else {
+                                g[row + h * dk + d]
+                            };
                             let f = gd.exp();
                             st[d * dv..(d + 1) * dv].iter_mut().for_each(|x| *x *= f);
                         }
@@ -696,7 +749,12 @@ impl Eval for CausalConvWithState {
         };
         let k = match *w.shape() {
             [wc, 1, k] if wc == c && k > 0 => k,
-            _ => return invalid!("the weight must be [{c}, 1, k] with k > 0, got {:?}", w.shape()),
+            _ => {
+                return invalid!(
+                    "the weight must be [{c}, 1, k] with k > 0, got {:?}",
+                    w.shape()
+                );
+            }
         };
         let bias = match cx.opt_input(2) {
             Some(t) if t.shape() == [c] => to_f64(t, "bias")?,
@@ -704,9 +762,12 @@ impl Eval for CausalConvWithState {
             None => vec![0.0; c],
         };
         let keep = k - 1;
+        checked(&[b, c, k])?;
         let past = match cx.opt_input(3) {
             Some(t) if t.shape() == [b, c, keep] => to_f64(t, "past_state")?,
-            Some(t) => return invalid!("past_state must be [{b}, {c}, {keep}], got {:?}", t.shape()),
+            Some(t) => {
+                return invalid!("past_state must be [{b}, {c}, {keep}], got {:?}", t.shape());
+            }
             None => vec![0.0; b * c * keep],
         };
         let (xv, wv) = (x.to_f64_vec(), w.to_f64_vec());
@@ -764,7 +825,11 @@ impl Eval for FlexAttention {
             );
         }
         if k4.h == 0 || q4.h % k4.h != 0 {
-            return invalid!("{} query heads do not group over {} key/value heads", q4.h, k4.h);
+            return invalid!(
+                "{} query heads do not group over {} key/value heads",
+                q4.h,
+                k4.h
+            );
         }
         let group = q4.h / k4.h;
         let p1 = Prec(t);
@@ -790,7 +855,7 @@ impl Eval for FlexAttention {
         };
         let (b, hq, l, s) = (q4.b, q4.h, q4.s, k4.s);
         let shape = vec![b, hq, l, s];
-        let mut scores = Vec::with_capacity(b * hq * l * s);
+        let mut scores = Vec::with_capacity(checked(&[b, hq, l, s])?);
         for bi in 0..b {
             for h in 0..hq {
                 for i in 0..l {
@@ -801,11 +866,16 @@ impl Eval for FlexAttention {
                 }
             }
         }
-        let modify = |g: &std::sync::Arc<crate::graph::Graph>, x: Vec<f64>, what: &str| -> Result<Vec<f64>, OpError> {
+        let modify = |g: &std::sync::Arc<crate::graph::Graph>,
+                      x: Vec<f64>,
+                      what: &str|
+         -> Result<Vec<f64>, OpError> {
             let input = from_f64(compute, shape.clone(), x)?;
             let out = cx.run_subgraph(g, vec![input])?;
             match out.as_slice() {
-                [y] if y.shape() == shape.as_slice() => Ok(y.to_f64_vec().into_iter().map(|x| pc.round(x)).collect()),
+                [y] if y.shape() == shape.as_slice() => {
+                    Ok(y.to_f64_vec().into_iter().map(|x| pc.round(x)).collect())
+                }
                 [y] => invalid!("{what} changed the shape {shape:?} to {:?}", y.shape()),
                 _ => invalid!("{what} must have exactly one output"),
             }
@@ -830,18 +900,232 @@ impl Eval for FlexAttention {
             None => scores,
         };
         let dv = v4.d;
-        let mut y = Vec::with_capacity(b * hq * l * dv);
+        let mut y = Vec::with_capacity(checked(&[b, hq, l, dv])?);
         for bi in 0..b {
             for h in 0..hq {
                 for i in 0..l {
                     let o = ((bi * hq + h) * l + i) * s;
                     for e in 0..dv {
-                        let x = pc.dot(&probs[o..o + s], (0..s).map(|j| v4.row(bi, h / group, j)[e]));
+                        let x = pc.dot(
+                            &probs[o..o + s],
+                            (0..s).map(|j| v4.row(bi, h / group, j)[e]),
+                        );
                         y.push(x);
                     }
                 }
             }
         }
         Ok(vec![from_f64(t, vec![b, hq, l, dv], y)?])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interp::eval_op;
+    use crate::shape::TensorType;
+
+    fn attention() -> Attention {
+        Attention {
+            is_causal: false,
+            kv_num_heads: None,
+            left_window_size: -1,
+            q_num_heads: None,
+            qk_matmul_output_mode: 0,
+            right_window_size: -1,
+            scale: None,
+            softcap: 0.0,
+            softmax_precision: None,
+        }
+    }
+
+    fn t(shape: &[usize], v: &[f32]) -> Tensor {
+        Tensor::from_vec(shape.to_vec(), v.to_vec())
+    }
+
+    fn run(op: impl Into<Op>, inputs: &[Option<&Tensor>], outs: usize) -> Vec<Tensor> {
+        let types = vec![TensorType::unknown_rank(DType::F32); outs];
+        eval_op(&op.into(), inputs, &types).unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f64> {
+        t.to_f64_vec()
+    }
+
+    #[test]
+    fn equal_scores_average_the_values() {
+        let q = t(&[1, 1, 1, 2], &[0.0, 0.0]);
+        let k = t(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        let v = t(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        let y = run(attention(), &[Some(&q), Some(&k), Some(&v)], 1);
+        assert_eq!(y[0].shape(), &[1, 1, 1, 2]);
+        assert_eq!(values(&y[0]), vec![2.0, 3.0]);
+    }
+
+    #[test]
+    fn causal_mask_and_cache_offset() {
+        let q = t(&[1, 1, 2, 1], &[1.0, 1.0]);
+        let k = t(&[1, 1, 2, 1], &[1.0, 1.0]);
+        let v = t(&[1, 1, 2, 1], &[10.0, 20.0]);
+        let causal = Attention {
+            is_causal: true,
+            ..attention()
+        };
+        // The first query sees only the first key.
+        let y = run(causal.clone(), &[Some(&q), Some(&k), Some(&v)], 1);
+        assert_eq!(values(&y[0]), vec![10.0, 15.0]);
+        // With one cached key, the frontier moves right by one.
+        let (pk, pv) = (t(&[1, 1, 1, 1], &[1.0]), t(&[1, 1, 1, 1], &[40.0]));
+        let inputs = [Some(&q), Some(&k), Some(&v), None, Some(&pk), Some(&pv)];
+        let y = run(causal, &inputs, 3);
+        assert_eq!(values(&y[0]), vec![25.0, (70.0f32 / 3.0) as f64]);
+        assert_eq!(y[1].shape(), &[1, 1, 3, 1]);
+        assert_eq!(values(&y[2]), vec![40.0, 10.0, 20.0]);
+    }
+
+    #[test]
+    fn fully_masked_rows_are_zero() {
+        let q = t(&[1, 1, 2, 1], &[1.0, 1.0]);
+        let k = t(&[1, 1, 2, 1], &[1.0, 1.0]);
+        let v = t(&[1, 1, 2, 1], &[10.0, 20.0]);
+        let mask = Tensor::from_vec(vec![2, 2], vec![false, false, true, false]);
+        let op = Attention {
+            qk_matmul_output_mode: 3,
+            ..attention()
+        };
+        let y = run(op, &[Some(&q), Some(&k), Some(&v), Some(&mask)], 4);
+        assert_eq!(values(&y[0]), vec![0.0, 10.0]);
+        assert_eq!(values(&y[3]), vec![0.0, 0.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn grouped_query_heads_share_key_value_heads() {
+        let q = t(&[1, 2, 1, 1], &[0.0, 0.0]);
+        let k = t(&[1, 1, 2, 1], &[5.0, 6.0]);
+        let v = t(&[1, 1, 2, 1], &[2.0, 4.0]);
+        let y = run(attention(), &[Some(&q), Some(&k), Some(&v)], 1);
+        assert_eq!(values(&y[0]), vec![3.0, 3.0]);
+        // Three query heads do not group over two.
+        let k2 = t(&[1, 2, 2, 1], &[0.0; 4]);
+        let q3 = t(&[1, 3, 1, 1], &[0.0; 3]);
+        let types = vec![TensorType::unknown_rank(DType::F32)];
+        let op: Op = attention().into();
+        assert!(eval_op(&op, &[Some(&q3), Some(&k2), Some(&k2)], &types).is_err());
+    }
+
+    #[test]
+    fn zero_window_attends_only_the_own_position() {
+        let z = t(&[1, 1, 3, 1], &[0.0; 3]);
+        let v = t(&[1, 1, 3, 1], &[3.0, 6.0, 9.0]);
+        let op = Attention {
+            left_window_size: 0,
+            right_window_size: 0,
+            ..attention()
+        };
+        let y = run(op, &[Some(&z), Some(&z), Some(&v)], 1);
+        assert_eq!(values(&y[0]), vec![3.0, 6.0, 9.0]);
+    }
+
+    #[test]
+    fn packed_heads_and_softcap() {
+        // 3-D inputs: two heads of size 1 packed in the last dim.
+        let q = t(&[1, 1, 2], &[0.0, 0.0]);
+        let k = t(&[1, 2, 2], &[0.0; 4]);
+        let v = t(&[1, 2, 2], &[1.0, 10.0, 3.0, 30.0]);
+        let op = Attention {
+            q_num_heads: Some(2),
+            kv_num_heads: Some(2),
+            ..attention()
+        };
+        let y = run(op, &[Some(&q), Some(&k), Some(&v)], 1);
+        assert_eq!(y[0].shape(), &[1, 1, 2]);
+        assert_eq!(values(&y[0]), vec![2.0, 20.0]);
+        // Mode 1 shows the capped score: 1·tanh(100 / 1) = 1.
+        let ten = t(&[1, 1, 1, 1], &[10.0]);
+        let op = Attention {
+            scale: Some(1.0),
+            softcap: 1.0,
+            qk_matmul_output_mode: 1,
+            ..attention()
+        };
+        let y = run(op, &[Some(&ten), Some(&ten), Some(&ten)], 4);
+        assert_eq!(values(&y[3]), vec![1.0]);
+    }
+
+    #[test]
+    fn rotary_quarter_turn() {
+        let rot = |interleaved| RotaryEmbedding {
+            interleaved,
+            num_heads: None,
+            rotary_embedding_dim: 0,
+        };
+        let x = t(&[1, 1, 1, 4], &[1.0, 2.0, 3.0, 4.0]);
+        let (cos, sin) = (t(&[1, 2], &[0.0, 0.0]), t(&[1, 2], &[1.0, 1.0]));
+        let pos = Tensor::from_vec(vec![1, 1], vec![0i64]);
+        let inputs = [Some(&x), Some(&cos), Some(&sin), Some(&pos)];
+        // Halves (1, 2) and (3, 4) turn to (-3, -4) and (1, 2).
+        let y = run(rot(false), &inputs, 1);
+        assert_eq!(values(&y[0]), vec![-3.0, -4.0, 1.0, 2.0]);
+        // Pairs (1, 2) and (3, 4) turn to (-2, 1) and (-4, 3).
+        let y = run(rot(true), &inputs, 1);
+        assert_eq!(values(&y[0]), vec![-2.0, 1.0, -4.0, 3.0]);
+        let far = Tensor::from_vec(vec![1, 1], vec![1i64]);
+        let types = vec![TensorType::unknown_rank(DType::F32)];
+        let op: Op = rot(false).into();
+        assert!(eval_op(&op, &[Some(&x), Some(&cos), Some(&sin), Some(&far)], &types).is_err());
+    }
+
+    #[test]
+    fn causal_conv_carries_state() {
+        let x = t(&[1, 1, 3], &[1.0, 2.0, 3.0]);
+        let w = t(&[1, 1, 2], &[1.0, 1.0]);
+        let op = CausalConvWithState {
+            activation: CausalConvActivation::None,
+        };
+        let y = run(op.clone(), &[Some(&x), Some(&w)], 2);
+        assert_eq!(values(&y[0]), vec![1.0, 3.0, 5.0]);
+        assert_eq!(values(&y[1]), vec![3.0]);
+        let past = t(&[1, 1, 1], &[5.0]);
+        let y = run(op, &[Some(&x), Some(&w), None, Some(&past)], 2);
+        assert_eq!(values(&y[0]), vec![6.0, 3.0, 5.0]);
+    }
+
+    #[test]
+    fn linear_attention_recurrences() {
+        let q = t(&[1, 2, 1], &[1.0, 1.0]);
+        let k = t(&[1, 2, 1], &[1.0, 2.0]);
+        let v = t(&[1, 2, 1], &[3.0, 4.0]);
+        let op = |update_rule| LinearAttention {
+            chunk_size: 64,
+            kv_num_heads: 1,
+            q_num_heads: 1,
+            scale: 1.0,
+            update_rule,
+        };
+        // S = 3, then 3 + 2·4 = 11.
+        let y = run(
+            op(LinearAttentionRule::Linear),
+            &[Some(&q), Some(&k), Some(&v)],
+            2,
+        );
+        assert_eq!(values(&y[0]), vec![3.0, 11.0]);
+        assert_eq!(y[1].shape(), &[1, 1, 1, 1]);
+        // Delta rule with β = 1: S = 3, then 3 + 2·(4 − 3·2) = -1.
+        let beta = t(&[1, 2, 1], &[1.0, 1.0]);
+        let inputs = [Some(&q), Some(&k), Some(&v), None, None, Some(&beta)];
+        let y = run(op(LinearAttentionRule::Delta), &inputs, 2);
+        assert_eq!(values(&y[0]), vec![3.0, -1.0]);
+        // The delta rule needs beta.
+        let types = vec![TensorType::unknown_rank(DType::F32); 2];
+        let o: Op = op(LinearAttentionRule::Delta).into();
+        assert!(eval_op(&o, &[Some(&q), Some(&k), Some(&v)], &types).is_err());
+    }
+
+    #[test]
+    fn bf16_sums_round_every_step() {
+        // 256 + 1 + 1 in bf16: each addition rounds back to 256.
+        let p = Prec(DType::BF16);
+        assert_eq!(p.sum([256.0, 1.0, 1.0].into_iter()), 256.0);
+        assert_eq!(Prec(DType::F16).sum([256.0, 1.0, 1.0].into_iter()), 258.0);
     }
 }

@@ -135,7 +135,11 @@ fn step<'a>(cx: &EvalCx<'a>, per_in: usize, per_out: usize) -> Result<Step<'a>, 
         for g in 1..per_in {
             let y = float_input(cx, 2 + g * n + i)?;
             if y.shape() != x.shape() {
-                return invalid!("tensor {} of group {g} must have X's shape {:?}", i, x.shape());
+                return invalid!(
+                    "tensor {} of group {g} must have X's shape {:?}",
+                    i,
+                    x.shape()
+                );
             }
         }
     }
@@ -150,7 +154,9 @@ fn step<'a>(cx: &EvalCx<'a>, per_in: usize, per_out: usize) -> Result<Step<'a>, 
 impl Step<'_> {
     /// Tensor `i` of group `g` as f64 values.
     fn values(&self, g: usize, i: usize) -> Vec<f64> {
-        self.groups[g][i].map(|t| t.to_f64_vec()).unwrap_or_default()
+        self.groups[g][i]
+            .map(|t| t.to_f64_vec())
+            .unwrap_or_default()
     }
 
     /// A result shaped and typed like tensor `i` of group `g`.
@@ -263,7 +269,9 @@ mod tests {
     fn nll_spec_examples() {
         let x = Tensor::from_vec(
             vec![2, 3, 2],
-            vec![1.0f32, 2.0, 2.0, 2.0, 3.0, 2.0, 0.0, 1.0, 2.0, 2.0, 1.0, 2.0],
+            vec![
+                1.0f32, 2.0, 2.0, 2.0, 3.0, 2.0, 0.0, 1.0, 2.0, 2.0, 1.0, 2.0,
+            ],
         );
         let t = Tensor::from_vec(vec![2, 2], vec![2i64, 1, 0, 2]);
         let w = Tensor::from_vec(vec![3], vec![0.2f32, 0.3, 0.1]);

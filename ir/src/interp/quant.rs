@@ -46,7 +46,8 @@ fn param_index(p: &[usize], x: &[usize], axis: i64, block: i64) -> Result<Vec<us
     }
     let b = block as usize;
     let blocks = d.div_ceil(b);
-    let fits = p.len() == x.len() && (0..x.len()).all(|k| p[k] == if k == a { blocks } else { x[k] });
+    let fits =
+        p.len() == x.len() && (0..x.len()).all(|k| p[k] == if k == a { blocks } else { x[k] });
     if !fits {
         return invalid!(
             "blocked scale for {x:?} (axis {a}, block {b}) must have {blocks} blocks on the axis, got {p:?}"
@@ -231,8 +232,16 @@ impl Eval for QLinearMatMul {
             return invalid!("matmul operands must have rank 1 or more");
         }
         // Promote 1-D operands to matrices.
-        let ash: Vec<usize> = if a.rank() == 1 { vec![1, a.shape()[0]] } else { a.shape().to_vec() };
-        let bsh: Vec<usize> = if b.rank() == 1 { vec![b.shape()[0], 1] } else { b.shape().to_vec() };
+        let ash: Vec<usize> = if a.rank() == 1 {
+            vec![1, a.shape()[0]]
+        } else {
+            a.shape().to_vec()
+        };
+        let bsh: Vec<usize> = if b.rank() == 1 {
+            vec![b.shape()[0], 1]
+        } else {
+            b.shape().to_vec()
+        };
         let (m, k) = (ash[ash.len() - 2], ash[ash.len() - 1]);
         let (k2, n) = (bsh[bsh.len() - 2], bsh[bsh.len() - 1]);
         if k != k2 {
@@ -240,6 +249,14 @@ impl Eval for QLinearMatMul {
         }
         let (ab, bb) = (&ash[..ash.len() - 2], &bsh[..bsh.len() - 2]);
         let batch = broadcast_shapes(&[ab, bb])?;
+        // Bounds what is allocated below even when an operand is empty.
+        let count = |dims: &[usize], extra: &[usize]| -> Result<usize, OpError> {
+            let all: Vec<i64> = dims.iter().chain(extra).map(|&d| d as i64).collect();
+            Ok(checked_shape(&all)?.iter().product())
+        };
+        let y_len = count(&batch, &[m, n])?;
+        count(ab, &[m])?;
+        count(bb, &[n])?;
         let ai = broadcast_index(ab, &batch);
         let bi = broadcast_index(bb, &batch);
         let a_rows = matmul_param_index(a_s.shape(), &ash, true)?;
@@ -255,7 +272,7 @@ impl Eval for QLinearMatMul {
         let (lo, hi) = int_range(out);
         let ys = y_s.get_f64(0);
         let yz = y_zp.get_f64(0);
-        let mut y = Vec::with_capacity(batch.iter().product::<usize>() * m * n);
+        let mut y = Vec::with_capacity(y_len);
         for (&ia, &ib) in ai.iter().zip(&bi) {
             for r in 0..m {
                 let pa = a_rows[ia * m + r];
@@ -264,9 +281,7 @@ impl Eval for QLinearMatMul {
                     let pb = b_cols[ib * n + c];
                     let zb = pick(b_zp, pb) as i64;
                     let acc: i64 = (0..k)
-                        .map(|j| {
-                            (av[(ia * m + r) * k + j] - za) * (bv[(ib * k + j) * n + c] - zb)
-                        })
+                        .map(|j| (av[(ia * m + r) * k + j] - za) * (bv[(ib * k + j) * n + c] - zb))
                         .sum();
                     // Accumulation wraps in 32 bits; the rescale factor is
                     // computed in the scales' type.

@@ -3,8 +3,8 @@
 
 use super::infer::{Infer, InferCx, expect_dtype, same_dtype};
 use super::*;
-use crate::{attr_enum, invalid};
 use crate::shape::{Dim, Shape};
+use crate::{attr_enum, invalid};
 
 attr_enum!(
     /// LinearAttention's recurrence.

@@ -19,13 +19,21 @@ fn is_loss_float(d: DType) -> bool {
 /// per sample (the target's shape) or a scalar.
 fn loss_type(cx: &InferCx, reduction: LossReduction) -> Result<TensorType, OpError> {
     let d = expect_dtype(cx, 0, is_loss_float, "a float type")?;
-    expect_dtype(cx, 1, |d| matches!(d, DType::I32 | DType::I64), "i32 or i64")?;
+    expect_dtype(
+        cx,
+        1,
+        |d| matches!(d, DType::I32 | DType::I64),
+        "i32 or i64",
+    )?;
     if cx.opt_input(2).is_some() {
         expect_dtype(cx, 2, |w| w == d, "the input's type")?;
     }
     let (x, t) = (cx.input(0)?, cx.input(1)?);
     if x.rank().is_some_and(|r| r < 2) {
-        return invalid!("the input must be (N, C, ...), got rank {}", x.rank().unwrap_or(0));
+        return invalid!(
+            "the input must be (N, C, ...), got rank {}",
+            x.rank().unwrap_or(0)
+        );
     }
     if let (Some(r), Some(tr)) = (x.rank(), t.rank())
         && tr + 1 != r
@@ -90,11 +98,21 @@ fn optimizer_types(
     per_in: usize,
     groups: &[usize],
 ) -> Result<Vec<TensorType>, OpError> {
-    expect_dtype(cx, 0, |d| matches!(d, DType::F32 | DType::F64), "f32 or f64")?;
+    expect_dtype(
+        cx,
+        0,
+        |d| matches!(d, DType::F32 | DType::F64),
+        "f32 or f64",
+    )?;
     expect_dtype(cx, 1, |d| d == DType::I64, "i64")?;
     let n = optimized_count(cx.num_inputs(), cx.num_outputs, per_in, groups.len())?;
     for i in 2..cx.num_inputs() {
-        expect_dtype(cx, i, |d| matches!(d, DType::F32 | DType::F64), "f32 or f64")?;
+        expect_dtype(
+            cx,
+            i,
+            |d| matches!(d, DType::F32 | DType::F64),
+            "f32 or f64",
+        )?;
     }
     let mut out = Vec::with_capacity(n * groups.len());
     for &g in groups {

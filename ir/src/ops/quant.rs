@@ -10,7 +10,18 @@ pub fn is_quantized(d: DType) -> bool {
     use DType::*;
     matches!(
         d,
-        I8 | U8 | I16 | U16 | F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | U4 | I4 | F4E2M1 | U2 | I2
+        I8 | U8
+            | I16
+            | U16
+            | F8E4M3FN
+            | F8E4M3FNUZ
+            | F8E5M2
+            | F8E5M2FNUZ
+            | U4
+            | I4
+            | F4E2M1
+            | U2
+            | I2
     )
 }
 

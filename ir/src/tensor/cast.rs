@@ -224,6 +224,17 @@ mod tests {
     }
 
     #[test]
+    fn float_to_narrow_int_truncates_then_wraps() {
+        let t = Tensor::from_vec(vec![6], vec![-9.0f32, 8.0, 2.7, -2.7, f32::NAN, 20.3]);
+        let c = t.cast(DType::I4, true);
+        let v: Vec<i64> = (0..6).map(|i| c.get_i64(i)).collect();
+        assert_eq!(v, vec![7, -8, 2, -2, 0, 4]);
+        let c = t.cast(DType::U2, true);
+        let v: Vec<i64> = (0..6).map(|i| c.get_i64(i)).collect();
+        assert_eq!(v, vec![3, 0, 2, 2, 0, 0]);
+    }
+
+    #[test]
     fn int_to_int_wraps() {
         let t = Tensor::from_vec(vec![2], vec![300i64, -1]);
         assert_eq!(

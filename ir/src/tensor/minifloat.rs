@@ -329,6 +329,13 @@ mod tests {
     }
 
     #[test]
+    fn float4_nan_is_a_zero_of_the_other_sign() {
+        assert_eq!(from_f32(DType::F4E2M1, f32::NAN, true), 0x8);
+        assert_eq!(from_f32(DType::F4E2M1, -f32::NAN, true), 0x0);
+        assert_eq!(from_f32(DType::F4E2M1, f32::INFINITY, false), 0x7);
+    }
+
+    #[test]
     fn ints() {
         assert_eq!(int_value(DType::I4, 0xf), -1);
         assert_eq!(from_f32(DType::I4, 9.0, true), 7);
