@@ -308,9 +308,11 @@ impl Eval for BitShift {
         let a = cx.input(0)?;
         let bits = a.dtype().bits() as i128;
         let left = self.direction == ShiftDirection::Left;
+        // Shift amounts outside [0, bits) leave only the sign fill: -1 for
+        // a right shift of a negative number, 0 otherwise.
         let fi = move |x: i128, s: i128| {
             if !(0..bits).contains(&s) {
-                0
+                if !left && x < 0 { -1 } else { 0 }
             } else if left {
                 x << s
             } else {
@@ -484,4 +486,31 @@ fn cast(t: &Tensor, to: DType, saturate: bool, mode: RoundMode) -> Tensor {
         return crate::tensor::cast_rounding(t, to, saturate, mode == RoundMode::Up);
     }
     t.cast(to, saturate)
+}
+
+impl Eval for SwiGLU {
+    fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
+        let (a, b) = (cx.input(0)?, cx.input(1)?);
+        if a.shape() != b.shape() {
+            return invalid!("gate {:?} and value {:?} must have the same shape", a.shape(), b.shape());
+        }
+        let alpha = self.alpha as f64;
+        let f = move |g: f64, v: f64| g * sigmoid(alpha * g) * v;
+        one(binary_numeric(a, b, "SwiGLU", f, |_, _| 0)?)
+    }
+}
+
+impl Eval for OptionalHasElement {
+    fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
+        one(Tensor::scalar(cx.opt_input(0).is_some()))
+    }
+}
+
+impl Eval for OptionalGetElement {
+    fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
+        match cx.opt_input(0) {
+            Some(t) => one(t.clone()),
+            None => invalid!("the optional value is empty"),
+        }
+    }
 }

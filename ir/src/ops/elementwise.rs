@@ -3,7 +3,7 @@
 
 use super::infer::{Infer, InferCx, broadcast_all, broadcast2, one, same_dtype};
 use super::*;
-use crate::attr_enum;
+use crate::{attr_enum, invalid};
 
 attr_enum!(
     /// Gelu's formula: exact (erf) or the tanh approximation.
@@ -148,5 +148,33 @@ impl Infer for Cast {
 impl Infer for CastLike {
     fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
         one(TensorType::new(cx.dtype(1)?, cx.input(0)?.shape.clone()))
+    }
+}
+
+impl Infer for SwiGLU {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+        let dtype = same_dtype(cx, 0, 1)?;
+        super::infer::expect_dtype(cx, 0, |d| d.is_float(), "a float type")?;
+        let (a, b) = (&cx.input(0)?.shape, &cx.input(1)?.shape);
+        if !a.compatible(b) {
+            return invalid!("gate {a} and value {b} must have the same shape");
+        }
+        // Where one side knows a dim the other does not, keep the known one.
+        let shape = crate::builder::merge_types(&TensorType::new(dtype, a.clone()), &TensorType::new(dtype, b.clone()))
+            .map(|t| t.shape)
+            .unwrap_or_else(|| a.clone());
+        one(TensorType::new(dtype, shape))
+    }
+}
+
+impl Infer for OptionalHasElement {
+    fn infer(&self, _cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+        one(TensorType::known(DType::Bool, &[]))
+    }
+}
+
+impl Infer for OptionalGetElement {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+        one(cx.input(0)?.clone())
     }
 }

@@ -258,6 +258,7 @@ ops! {
     Softsign "softsign" (1..=1 => 1..=1) {}
     Swish "swish" (1..=1 => 1..=1) { alpha: f32 = 1.0 }
     ThresholdedRelu "thresholded_relu" (1..=1 => 1..=1) { alpha: f32 = 1.0 }
+    SwiGLU "swiglu" (2..=2 => 1..=1) { alpha: f32 = 1.0 }
     Clip "clip" (1..=3 => 1..=1) {}
     // ---- elementwise: binary, broadcasting ----
     Add "add" (2..=2 => 1..=1) {}
@@ -286,6 +287,9 @@ ops! {
     // ---- elementwise: type conversion ----
     Cast "cast" (1..=1 => 1..=1) { to: DType, saturate: bool = true, round_mode: RoundMode = RoundMode::Up }
     CastLike "cast_like" (2..=2 => 1..=1) { saturate: bool = true, round_mode: RoundMode = RoundMode::Up }
+    // ---- optional values (tensors only: an omitted input is an empty optional) ----
+    OptionalHasElement "optional_has_element" (0..=1 => 1..=1) {}
+    OptionalGetElement "optional_get_element" (1..=1 => 1..=1) {}
 
     // ---- reductions and scans along an axis ----
     ReduceL1 "reduce_l1" (1..=2 => 1..=1) { keepdims: bool = true, noop_with_empty_axes: bool = false }

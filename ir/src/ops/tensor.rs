@@ -976,9 +976,11 @@ impl Infer for Range {
         if !dtype.is_numeric() {
             return invalid!("range of {dtype}");
         }
+        // The inputs are scalars; one-element tensors are accepted too, as
+        // the ONNX reference does (function bodies pass Split results).
         for i in 0..3 {
-            if let Some(r) = cx.rank(i)?
-                && r != 0
+            if let Some(n) = cx.input(i)?.shape.numel()
+                && n != 1
             {
                 return invalid!("range input {i} must be a scalar");
             }
