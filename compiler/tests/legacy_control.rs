@@ -1,5 +1,6 @@
-//! Import of older opsets of the control-flow, recurrent and ml ops, and
-//! of loop bodies that leave their inputs untyped.
+//! Import of older opsets of the control-flow, recurrent and ml ops, of
+//! loop bodies that leave their inputs untyped, and of If branches that
+//! cannot run.
 
 use prost::Message;
 use saturn::onnx::proto::*;
@@ -204,4 +205,59 @@ fn untyped_loop_body_inputs_take_the_loop_types() {
     .unwrap();
     assert_eq!(out[0].as_slice::<f32>().unwrap(), &[2.5]);
     assert_eq!(out[1].as_slice::<f32>().unwrap(), &[1.0, 1.5, 2.0]);
+}
+
+#[test]
+fn if_branch_that_cannot_run_may_not_type_check() {
+    // The condition is a constant; the else branch adds shapes [2] and [3].
+    let konst = |name: &str, t: TensorProto| {
+        let mut a = attr("value", attribute_proto::AttributeType::Tensor);
+        a.t = Some(t);
+        node("Constant", &[], &[name], vec![a])
+    };
+    let floats = |v: Vec<f32>| TensorProto {
+        dims: vec![v.len() as i64],
+        data_type: Some(FLOAT),
+        float_data: v,
+        ..Default::default()
+    };
+    let branch = |name: &str, nodes: Vec<NodeProto>, out: &str| GraphProto {
+        name: Some(name.into()),
+        node: nodes,
+        output: vec![value(out, None)],
+        ..Default::default()
+    };
+    let then = branch(
+        "then",
+        vec![node("Identity", &["two"], &["t"], vec![])],
+        "t",
+    );
+    let els = branch(
+        "else",
+        vec![node("Add", &["two", "three"], &["e"], vec![])],
+        "e",
+    );
+    let mut then_attr = attr("then_branch", attribute_proto::AttributeType::Graph);
+    then_attr.g = Some(then);
+    let mut else_attr = attr("else_branch", attribute_proto::AttributeType::Graph);
+    else_attr.g = Some(els);
+    let cond = TensorProto {
+        data_type: Some(BOOL),
+        int32_data: vec![1],
+        ..Default::default()
+    };
+    let graph = GraphProto {
+        name: Some("g".into()),
+        node: vec![
+            konst("c", cond),
+            konst("two", floats(vec![1.0, 2.0])),
+            konst("three", floats(vec![1.0, 2.0, 3.0])),
+            node("If", &["c"], &["y"], vec![then_attr, else_attr]),
+        ],
+        output: vec![value("y", None)],
+        ..Default::default()
+    };
+    let g = model(graph, &[("", 13)]);
+    let y = interp::run(&g, vec![]).unwrap();
+    assert_eq!(y[0].as_slice::<f32>().unwrap(), &[1.0, 2.0]);
 }

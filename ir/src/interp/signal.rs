@@ -114,20 +114,17 @@ impl Eval for DFT {
         for o in 0..outer {
             for i in 0..inner {
                 let at = |n: usize| vals[(o * extent + n) * inner + i];
-                line.iter_mut().for_each(|c| *c = (0.0, 0.0));
+                // The signal cut or zero-padded to the length (for IRFFT
+                // the first half of the spectrum, the rest its mirror).
+                let half = len / 2 + 1;
+                let given = if irfft { half } else { len }.min(extent);
+                for (n, c) in line.iter_mut().enumerate() {
+                    *c = if n < given { at(n) } else { (0.0, 0.0) };
+                }
                 if irfft {
-                    // Rebuild the full spectrum from its first half.
-                    let half = len / 2 + 1;
-                    for k in 0..half.min(extent) {
-                        line[k] = at(k);
-                    }
                     for k in half..len {
                         let c = line[len - k];
                         line[k] = (c.0, -c.1);
-                    }
-                } else {
-                    for n in 0..len.min(extent) {
-                        line[n] = at(n);
                     }
                 }
                 let y = transform(&line, self.inverse);

@@ -214,9 +214,8 @@ impl Infer for Scan {
         }
 
         let mut types = Vec::with_capacity(n + k);
-        for i in 0..n {
-            let init = cx.input(i)?;
-            types.push(join_types(init, &outs[i])?);
+        for (i, out) in outs[..n].iter().enumerate() {
+            types.push(join_types(cx.input(i)?, out)?);
         }
         for (t, &a) in outs[n..].iter().zip(&out_axes) {
             let shape = match &t.shape {
