@@ -104,11 +104,20 @@ fn the_readme_example_runs() {
         .arg(&out_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let y = saturn::onnx::tensor::read_file(&out_dir.join("output_0.pb")).unwrap();
     let expected = saturn::onnx::tensor::read_file(&root.join("expected/output_0.pb")).unwrap();
     assert_eq!(y.shape(), &[2, 3]);
-    for (a, e) in y.as_slice::<f32>().unwrap().iter().zip(expected.as_slice::<f32>().unwrap()) {
+    for (a, e) in y
+        .as_slice::<f32>()
+        .unwrap()
+        .iter()
+        .zip(expected.as_slice::<f32>().unwrap())
+    {
         assert!((a - e).abs() <= 1e-6 + 1e-5 * e.abs(), "{a} vs {e}");
     }
 }

@@ -492,7 +492,11 @@ impl Eval for SwiGLU {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let (a, b) = (cx.input(0)?, cx.input(1)?);
         if a.shape() != b.shape() {
-            return invalid!("gate {:?} and value {:?} must have the same shape", a.shape(), b.shape());
+            return invalid!(
+                "gate {:?} and value {:?} must have the same shape",
+                a.shape(),
+                b.shape()
+            );
         }
         let alpha = self.alpha as f64;
         let f = move |g: f64, v: f64| g * sigmoid(alpha * g) * v;

@@ -160,9 +160,12 @@ impl Infer for SwiGLU {
             return invalid!("gate {a} and value {b} must have the same shape");
         }
         // Where one side knows a dim the other does not, keep the known one.
-        let shape = crate::builder::merge_types(&TensorType::new(dtype, a.clone()), &TensorType::new(dtype, b.clone()))
-            .map(|t| t.shape)
-            .unwrap_or_else(|| a.clone());
+        let shape = crate::builder::merge_types(
+            &TensorType::new(dtype, a.clone()),
+            &TensorType::new(dtype, b.clone()),
+        )
+        .map(|t| t.shape)
+        .unwrap_or_else(|| a.clone());
         one(TensorType::new(dtype, shape))
     }
 }
