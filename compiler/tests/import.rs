@@ -255,3 +255,67 @@ fn nodes_out_of_order_are_sorted() {
         &[0.0, 1.0, 0.0, 2.0, 0.0, 0.0]
     );
 }
+
+#[test]
+fn symbolic_shapes_flow_through_shape_arithmetic() {
+    // x: f32[batch, 128]; s = shape(x); b = s[0:1]; t = concat(b, [2, -1]);
+    // y = reshape(x, t) → f32[batch, 2, 64]; z = expand(c, shape(y)).
+    let mut m = relu_model();
+    let g = m.graph.as_mut().unwrap();
+    let mut vi = value_info("x", 1, &[0, 128]);
+    if let Some(TypeProto {
+        value: Some(type_proto::Value::TensorType(t)),
+        ..
+    }) = &mut vi.r#type
+    {
+        t.shape.as_mut().unwrap().dim[0].value = Some(tensor_shape_proto::dimension::Value::DimParam("batch".into()));
+    }
+    g.input = vec![vi];
+    let ints = |name: &str, v: &[i64]| TensorProto {
+        name: Some(name.into()),
+        dims: vec![v.len() as i64],
+        data_type: Some(7),
+        int64_data: v.to_vec(),
+        ..Default::default()
+    };
+    g.initializer = vec![ints("zero", &[0]), ints("one", &[1]), ints("rest", &[2, -1])];
+    g.initializer.push(TensorProto {
+        name: Some("c".into()),
+        dims: vec![1],
+        data_type: Some(1),
+        float_data: vec![1.0],
+        ..Default::default()
+    });
+    g.node = vec![
+        node("Shape", &["x"], &["s"], "shape"),
+        node("Slice", &["s", "zero", "one"], &["b"], "slice"),
+        node("Concat", &["b", "rest"], &["t"], "concat"),
+        node("Reshape", &["x", "t"], &["y"], "reshape"),
+        node("Shape", &["y"], &["ys"], "shape2"),
+        node("Expand", &["c", "ys"], &["z"], "expand"),
+    ];
+    g.node[2].attribute.push(AttributeProto {
+        name: Some("axis".into()),
+        r#type: Some(attribute_proto::AttributeType::Int as i32),
+        i: Some(0),
+        ..Default::default()
+    });
+    g.output = vec![
+        ValueInfoProto {
+            name: Some("y".into()),
+            ..Default::default()
+        },
+        ValueInfoProto {
+            name: Some("z".into()),
+            ..Default::default()
+        },
+    ];
+    let g = saturn::onnx::import_bytes(&encode(&m)).unwrap();
+    let expect = [Dim::sym("batch"), Dim::Known(2), Dim::Known(64)];
+    for &o in g.outputs() {
+        assert_eq!(g.ty(o).dims().unwrap(), &expect, "{}", g.name(o));
+    }
+    let out = run(&g, vec![Tensor::from_vec(vec![3, 128], vec![0.5f32; 384])]);
+    assert_eq!(out[0].shape(), &[3, 2, 64]);
+    assert_eq!(out[1].shape(), &[3, 2, 64]);
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::graph::{Graph, GraphError, NodeId, Value};
 use crate::interp;
+use crate::ops::infer::SymInt;
 use crate::ops::{InferCx, Op, OpError};
 use crate::shape::{Dim, Shape, TensorType};
 use crate::tensor::Tensor;
@@ -52,6 +53,9 @@ pub enum BuildError {
 pub struct GraphBuilder {
     graph: Graph,
     known: Vec<Option<Arc<Tensor>>>,
+    /// Small integer values followed element by element where some
+    /// elements are symbolic dims (shapes of tensors with symbolic dims).
+    syms: Vec<Option<Vec<SymInt>>>,
 }
 
 fn arity_text(r: &std::ops::RangeInclusive<usize>) -> String {
@@ -95,6 +99,7 @@ impl GraphBuilder {
         GraphBuilder {
             graph: Graph::new(name),
             known: Vec::new(),
+            syms: Vec::new(),
         }
     }
 
@@ -212,10 +217,15 @@ impl GraphBuilder {
             .iter()
             .map(|v| v.and_then(|v| self.known(v).cloned()))
             .collect();
+        let in_syms: Vec<Option<Vec<SymInt>>> = inputs
+            .iter()
+            .map(|v| v.and_then(|v| self.syms.get(v.index()).cloned().flatten()))
+            .collect();
         let cx = InferCx {
             inputs: &in_types,
             values: &in_values,
             num_outputs: outputs.len(),
+            syms: &in_syms,
         };
         let inferred = match op.infer(&cx) {
             Ok(types) => Some(types),
@@ -287,8 +297,40 @@ impl GraphBuilder {
                     self.remember(v, Some(Arc::new(t)));
                 }
             }
+        } else if let [out] = outs[..] {
+            let op = &self.graph.node(self.graph.node_ids().last().unwrap()).op;
+            let elems = follow_syms(op, &in_types, &in_values, &in_syms);
+            if let Some(elems) = elems {
+                self.learn_syms(out, elems);
+            }
         }
         Ok(outs)
+    }
+
+    /// Records the elements of `v`; when they are all numbers, `v`'s value
+    /// is known outright.
+    fn learn_syms(&mut self, v: Value, elems: Vec<SymInt>) {
+        let ty = self.graph.ty(v).clone();
+        if ty.shape.numel() != Some(elems.len() as u64) || !(ty.dtype.is_int()) || ty.dtype.is_packed() {
+            return;
+        }
+        let ints: Option<Vec<i64>> = elems
+            .iter()
+            .map(|e| match e {
+                SymInt::Int(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        if let Some(ints) = ints {
+            let shape = ty.shape.as_known().unwrap_or_default();
+            let t = Tensor::from_vec(shape, ints).cast(ty.dtype, true);
+            self.remember(v, Some(Arc::new(t)));
+            return;
+        }
+        if self.syms.len() <= v.index() {
+            self.syms.resize(v.index() + 1, None);
+        }
+        self.syms[v.index()] = Some(elems);
     }
 
     pub fn last_node(&self) -> Option<NodeId> {
@@ -299,5 +341,73 @@ impl GraphBuilder {
     pub fn finish(mut self, outputs: Vec<Value>) -> Graph {
         self.graph.set_outputs(outputs);
         self.graph
+    }
+}
+
+/// The elements of a shape-arithmetic result, followed through the ops
+/// exporters use to compute shapes (`shape`, `gather`, `slice`, `concat`,
+/// `unsqueeze`, `squeeze`, `cast`, `identity`), where some input elements
+/// are symbolic dims.
+fn follow_syms(
+    op: &Op,
+    types: &[Option<TensorType>],
+    values: &[Option<Arc<Tensor>>],
+    syms: &[Option<Vec<SymInt>>],
+) -> Option<Vec<SymInt>> {
+    let elems = |i: usize| -> Option<Vec<SymInt>> {
+        if let Some(Some(t)) = values.get(i) {
+            if t.dtype().is_int() && t.numel() <= 64 {
+                return Some(t.to_i64_vec().into_iter().map(SymInt::Int).collect());
+            }
+            return None;
+        }
+        syms.get(i).cloned().flatten()
+    };
+    let ints = |i: usize| values.get(i)?.as_ref().map(|t| t.to_i64_vec());
+    match op {
+        Op::Shape(s) => {
+            let dims = types.first()?.as_ref()?.dims()?;
+            let r = dims.len() as i64;
+            let clamp = |a: i64| if a < 0 { (a + r).max(0) } else { a.min(r) } as usize;
+            let (start, end) = (clamp(s.start), clamp(s.end.unwrap_or(r)));
+            Some(dims[start..end.max(start)].iter().map(SymInt::from_dim).collect())
+        }
+        Op::Size(_) => {
+            let n = types.first()?.as_ref()?.shape.numel()?;
+            Some(vec![SymInt::Int(n as i64)])
+        }
+        Op::Identity(_) | Op::Unsqueeze(_) | Op::Squeeze(_) => elems(0),
+        Op::Cast(c) if c.to.is_int() => elems(0),
+        Op::Concat(_) => {
+            let mut out = Vec::new();
+            for i in 0..types.len() {
+                out.extend(elems(i)?);
+            }
+            Some(out)
+        }
+        Op::Gather(g) if g.axis == 0 || g.axis == -1 => {
+            let data = elems(0)?;
+            let n = data.len() as i64;
+            ints(1)?
+                .into_iter()
+                .map(|i| {
+                    let i = if i < 0 { i + n } else { i };
+                    (0..n).contains(&i).then(|| data[i as usize].clone())
+                })
+                .collect()
+        }
+        Op::Slice(_) => {
+            let data = elems(0)?;
+            let n = data.len() as i64;
+            let (starts, ends) = (ints(1)?, ints(2)?);
+            let steps = if types.len() > 4 { ints(4)? } else { vec![1] };
+            if starts.len() != 1 || ends.len() != 1 || steps.len() != 1 || steps[0] != 1 {
+                return None;
+            }
+            let clamp = |a: i64| if a < 0 { (a + n).max(0) } else { a.min(n) } as usize;
+            let (b, e) = (clamp(starts[0]), clamp(ends[0]));
+            Some(data[b..e.max(b)].to_vec())
+        }
+        _ => None,
     }
 }

@@ -94,6 +94,7 @@ fn verify_in(g: &Graph, enclosing: &[&Graph]) -> Result<(), VerifyError> {
             inputs: &in_types,
             values: &in_values,
             num_outputs: n.outputs.len(),
+            syms: &[],
         };
         match n.op.infer(&cx) {
             Ok(types) => {

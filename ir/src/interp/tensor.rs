@@ -1151,6 +1151,7 @@ mod tests {
             inputs: &types,
             values: &values,
             num_outputs: outputs,
+            syms: &[],
         };
         op.into().infer(&cx)
     }

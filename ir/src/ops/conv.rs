@@ -837,6 +837,7 @@ pub(crate) mod tests {
             inputs: &inputs,
             values: &[],
             num_outputs: 2,
+            syms: &[],
         };
         Ok(op
             .into()

@@ -344,6 +344,7 @@ mod tests {
             inputs: &inputs,
             values: &values,
             num_outputs: 1,
+            syms: &[],
         };
         Infer::infer(op, &cx).unwrap()[0].to_string()
     }

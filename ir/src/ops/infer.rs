@@ -17,6 +17,51 @@ pub struct InferCx<'a> {
     pub values: &'a [Option<Arc<Tensor>>],
     /// How many outputs the node has.
     pub num_outputs: usize,
+    /// Integer inputs known element by element, some elements possibly
+    /// symbolic (a shape computed by `shape`, `gather`, `concat` … from a
+    /// tensor with symbolic dims); shorter than `inputs` or `None` where
+    /// unknown.
+    pub syms: &'a [Option<Vec<SymInt>>],
+}
+
+/// One element of a small integer tensor that inference follows: a number,
+/// a symbolic dim, or unknown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SymInt {
+    Int(i64),
+    Sym(Arc<str>),
+    Unknown,
+}
+
+impl SymInt {
+    /// The element a dim stands for.
+    pub fn from_dim(d: &Dim) -> SymInt {
+        match d {
+            Dim::Known(n) => SymInt::Int(*n as i64),
+            Dim::Sym(s) => SymInt::Sym(s.clone()),
+            Dim::Unknown => SymInt::Unknown,
+        }
+    }
+
+    /// The dim this element stands for, where it is one (negative numbers
+    /// are not dims).
+    pub fn to_dim(&self) -> Dim {
+        match self {
+            SymInt::Int(n) if *n >= 0 => Dim::Known(*n as u64),
+            SymInt::Sym(s) => Dim::Sym(s.clone()),
+            _ => Dim::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for SymInt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SymInt::Int(n) => write!(f, "{n}"),
+            SymInt::Sym(s) => write!(f, "{s}"),
+            SymInt::Unknown => f.write_str("?"),
+        }
+    }
 }
 
 /// Output types of an op.
@@ -67,6 +112,15 @@ impl<'a> InferCx<'a> {
     /// The known value of input `i` as integers (shapes, axes, sizes).
     pub fn ints(&self, i: usize) -> Option<Vec<i64>> {
         self.value(i).map(|t| t.to_i64_vec())
+    }
+
+    /// The elements of integer input `i`, from its known value or as
+    /// followed symbolically.
+    pub fn sym_ints(&self, i: usize) -> Option<Vec<SymInt>> {
+        if let Some(v) = self.ints(i) {
+            return Some(v.into_iter().map(SymInt::Int).collect());
+        }
+        self.syms.get(i).cloned().flatten()
     }
 
     /// Rank of input `i`, if known.

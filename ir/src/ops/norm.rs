@@ -148,6 +148,7 @@ mod tests {
             inputs: &inputs,
             values: &[],
             num_outputs: 3,
+            syms: &[],
         };
         let out: Vec<String> = ln
             .infer(&cx)

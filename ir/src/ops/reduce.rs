@@ -249,6 +249,7 @@ pub(crate) mod testing {
             inputs: &inputs,
             values: &values,
             num_outputs: 1,
+            syms: &[],
         };
         match op.into().infer(&cx) {
             Ok(t) => t[0].to_string(),

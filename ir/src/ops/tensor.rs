@@ -7,7 +7,7 @@
 //! Reshape target, clamping Slice bounds, splitting, padding amounts) live
 //! in [`rules`], so the two cannot disagree.
 
-use super::infer::{Infer, InferCx, expect_dtype, normalize_axis, one, shape_from_ints};
+use super::infer::{Infer, InferCx, SymInt, expect_dtype, normalize_axis, one, shape_from_ints};
 use super::*;
 use crate::shape::{Dim, Shape as Dims};
 use crate::tensor::MAX_ELEMENTS;
@@ -34,13 +34,35 @@ pub mod rules {
         target: &[i64],
         allowzero: bool,
     ) -> Result<Vec<Dim>, OpError> {
+        let target: Vec<SymInt> = target.iter().map(|&t| SymInt::Int(t)).collect();
+        reshape_dims_sym(input, &target, allowzero)
+    }
+
+    /// [`reshape_dims`] for a target known element by element, some
+    /// elements symbolic or unknown.
+    pub fn reshape_dims_sym(
+        input: &[Dim],
+        target_elems: &[SymInt],
+        allowzero: bool,
+    ) -> Result<Vec<Dim>, OpError> {
+        let target = format!(
+            "[{}]",
+            target_elems.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+        );
         let mut infer_at = None;
-        let mut out = Vec::with_capacity(target.len());
-        for (i, &t) in target.iter().enumerate() {
+        let mut out = Vec::with_capacity(target_elems.len());
+        for (i, t) in target_elems.iter().enumerate() {
+            let t = match t {
+                SymInt::Int(t) => *t,
+                SymInt::Sym(_) | SymInt::Unknown => {
+                    out.push(t.to_dim());
+                    continue;
+                }
+            };
             out.push(match t {
                 -1 => {
                     if infer_at.replace(i).is_some() {
-                        return invalid!("shape {target:?} has more than one -1");
+                        return invalid!("shape {target} has more than one -1");
                     }
                     Dim::Unknown
                 }
@@ -48,17 +70,17 @@ pub mod rules {
                     Some(d) => d.clone(),
                     None => {
                         return invalid!(
-                            "shape {target:?} copies dim {i} (0) but the input has rank {}",
+                            "shape {target} copies dim {i} (0) but the input has rank {}",
                             input.len()
                         );
                     }
                 },
-                t if t < 0 => return invalid!("shape {target:?} has a negative dim {t}"),
+                t if t < 0 => return invalid!("shape {target} has a negative dim {t}"),
                 t => Dim::Known(t as u64),
             });
         }
-        if allowzero && infer_at.is_some() && target.contains(&0) {
-            return invalid!("shape {target:?} has both 0 and -1 with allowzero");
+        if allowzero && infer_at.is_some() && target_elems.contains(&SymInt::Int(0)) {
+            return invalid!("shape {target} has both 0 and -1 with allowzero");
         }
         let (in_known, in_syms) = split_dims(input)?;
         let others: Vec<Dim> = out
@@ -87,12 +109,12 @@ pub mod rules {
                 if all_matched && rest.is_empty() {
                     if out_known == 0 {
                         return invalid!(
-                            "cannot infer -1 in shape {target:?}: the other dims hold 0 elements"
+                            "cannot infer -1 in shape {target}: the other dims hold 0 elements"
                         );
                     }
                     if in_known % out_known != 0 {
                         return invalid!(
-                            "cannot reshape {} elements into shape {target:?}",
+                            "cannot reshape {} elements into shape {target}",
                             in_known
                         );
                     }
@@ -105,7 +127,7 @@ pub mod rules {
             }
             None => {
                 if all_matched && rest.is_empty() && in_known != out_known {
-                    return invalid!("cannot reshape {} elements into shape {target:?}", in_known);
+                    return invalid!("cannot reshape {} elements into shape {target}", in_known);
                 }
             }
         }
@@ -432,20 +454,20 @@ impl Infer for Reshape {
     fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
         let x = cx.input(0)?;
         i64_input(cx, 1)?;
-        let Some(target) = cx.ints(1) else {
+        let Some(target) = cx.sym_ints(1) else {
             return one(match len_1d(cx, 1) {
                 Some(n) => TensorType::with_rank(x.dtype, n),
                 None => TensorType::unknown_rank(x.dtype),
             });
         };
         let dims = match x.dims() {
-            Some(d) => reshape_dims(d, &target, self.allowzero)?,
+            Some(d) => reshape_dims_sym(d, &target, self.allowzero)?,
             None => target
                 .iter()
-                .map(|&t| match t {
-                    0 if self.allowzero => Dim::Known(0),
-                    t if t > 0 => Dim::Known(t as u64),
-                    _ => Dim::Unknown,
+                .map(|t| match t {
+                    SymInt::Int(0) if self.allowzero => Dim::Known(0),
+                    SymInt::Int(0) | SymInt::Int(-1) => Dim::Unknown,
+                    t => t.to_dim(),
                 })
                 .collect(),
         };
@@ -837,6 +859,10 @@ impl Infer for Expand {
             return one(TensorType::unknown_rank(x.dtype));
         };
         let Some(shape) = cx.ints(1) else {
+            if let Some(target) = cx.sym_ints(1) {
+                let target = Dims::Ranked(target.iter().map(SymInt::to_dim).collect());
+                return one(TensorType::new(x.dtype, super::infer::broadcast2(&x.shape, &target)?));
+            }
             let Some(n) = len_1d(cx, 1) else {
                 return one(TensorType::unknown_rank(x.dtype));
             };
@@ -963,8 +989,13 @@ impl Infer for ConstantOfShape {
                 }
                 TensorType::new(dtype, shape_from_ints(&shape))
             }
-            (None, Some(n)) => TensorType::with_rank(dtype, n),
-            (None, None) => TensorType::unknown_rank(dtype),
+            (None, n) => match cx.sym_ints(0) {
+                Some(dims) => TensorType::new(dtype, Dims::Ranked(dims.iter().map(SymInt::to_dim).collect())),
+                None => match n {
+                    Some(n) => TensorType::with_rank(dtype, n),
+                    None => TensorType::unknown_rank(dtype),
+                },
+            },
         })
     }
 }
