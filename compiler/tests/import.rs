@@ -268,7 +268,9 @@ fn symbolic_shapes_flow_through_shape_arithmetic() {
         ..
     }) = &mut vi.r#type
     {
-        t.shape.as_mut().unwrap().dim[0].value = Some(tensor_shape_proto::dimension::Value::DimParam("batch".into()));
+        t.shape.as_mut().unwrap().dim[0].value = Some(
+            tensor_shape_proto::dimension::Value::DimParam("batch".into()),
+        );
     }
     g.input = vec![vi];
     let ints = |name: &str, v: &[i64]| TensorProto {
@@ -278,7 +280,11 @@ fn symbolic_shapes_flow_through_shape_arithmetic() {
         int64_data: v.to_vec(),
         ..Default::default()
     };
-    g.initializer = vec![ints("zero", &[0]), ints("one", &[1]), ints("rest", &[2, -1])];
+    g.initializer = vec![
+        ints("zero", &[0]),
+        ints("one", &[1]),
+        ints("rest", &[2, -1]),
+    ];
     g.initializer.push(TensorProto {
         name: Some("c".into()),
         dims: vec![1],
@@ -318,4 +324,62 @@ fn symbolic_shapes_flow_through_shape_arithmetic() {
     let out = run(&g, vec![Tensor::from_vec(vec![3, 128], vec![0.5f32; 384])]);
     assert_eq!(out[0].shape(), &[3, 2, 64]);
     assert_eq!(out[1].shape(), &[3, 2, 64]);
+}
+
+fn sparse(values: Vec<f32>, indices: Vec<i64>, dims: Vec<i64>) -> SparseTensorProto {
+    SparseTensorProto {
+        values: Some(TensorProto {
+            name: Some("c".into()),
+            dims: vec![values.len() as i64],
+            data_type: Some(1),
+            float_data: values,
+            ..Default::default()
+        }),
+        indices: Some(TensorProto {
+            dims: vec![indices.len() as i64],
+            data_type: Some(7),
+            int64_data: indices,
+            ..Default::default()
+        }),
+        dims,
+    }
+}
+
+#[test]
+fn constant_with_a_sparse_value() {
+    let mut m = add_const_model(vec![], vec![3]);
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.clear();
+    let mut c = node("Constant", &[], &["c"], "const");
+    c.attribute.push(AttributeProto {
+        name: Some("sparse_value".into()),
+        r#type: Some(attribute_proto::AttributeType::SparseTensor as i32),
+        sparse_tensor: Some(sparse(vec![5.0, 6.0], vec![0, 2], vec![3])),
+        ..Default::default()
+    });
+    g.node.insert(0, c);
+    let g = saturn::onnx::import_bytes(&encode(&m)).unwrap();
+    let y = run(&g, vec![Tensor::from_vec(vec![2, 3], vec![1.0f32; 6])]);
+    assert_eq!(
+        y[0].as_slice::<f32>().unwrap(),
+        &[6.0, 1.0, 7.0, 6.0, 1.0, 7.0]
+    );
+}
+
+#[test]
+fn sparse_indices_out_of_range_are_an_error() {
+    let mut m = add_const_model(vec![], vec![3]);
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.clear();
+    g.sparse_initializer
+        .push(sparse(vec![5.0], vec![3], vec![3]));
+    let e = saturn::onnx::import_bytes(&encode(&m))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`c`") && e.contains("out of range"), "{e}");
+    m.graph.as_mut().unwrap().sparse_initializer[0] = sparse(vec![5.0], vec![-1], vec![3]);
+    let e = saturn::onnx::import_bytes(&encode(&m))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("out of range"), "{e}");
 }

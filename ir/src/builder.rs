@@ -311,7 +311,10 @@ impl GraphBuilder {
     /// is known outright.
     fn learn_syms(&mut self, v: Value, elems: Vec<SymInt>) {
         let ty = self.graph.ty(v).clone();
-        if ty.shape.numel() != Some(elems.len() as u64) || !(ty.dtype.is_int()) || ty.dtype.is_packed() {
+        if ty.shape.numel() != Some(elems.len() as u64)
+            || !(ty.dtype.is_int())
+            || ty.dtype.is_packed()
+        {
             return;
         }
         let ints: Option<Vec<i64>> = elems
@@ -370,7 +373,12 @@ fn follow_syms(
             let r = dims.len() as i64;
             let clamp = |a: i64| if a < 0 { (a + r).max(0) } else { a.min(r) } as usize;
             let (start, end) = (clamp(s.start), clamp(s.end.unwrap_or(r)));
-            Some(dims[start..end.max(start)].iter().map(SymInt::from_dim).collect())
+            Some(
+                dims[start..end.max(start)]
+                    .iter()
+                    .map(SymInt::from_dim)
+                    .collect(),
+            )
         }
         Op::Size(_) => {
             let n = types.first()?.as_ref()?.shape.numel()?;

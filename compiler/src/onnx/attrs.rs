@@ -29,6 +29,10 @@ pub fn convert(a: &AttributeProto, base: Option<&Path>) -> Result<Option<AttrVal
         AttributeType::Ints => AttrValue::Ints(a.ints.clone()),
         AttributeType::Strings => AttrValue::Strs(strings(&a.strings)),
         AttributeType::Graph => return Ok(None),
+        AttributeType::SparseTensor => match &a.sparse_tensor {
+            Some(t) => AttrValue::Tensor(super::tensor::sparse_to_dense(t, base)?.1),
+            None => return Err(bad(a, "sparse tensor attribute without a tensor")),
+        },
         AttributeType::Undefined => {
             // Old exporters leave the type out; infer it from the field set.
             if a.t.is_some() {

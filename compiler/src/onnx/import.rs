@@ -306,7 +306,7 @@ impl Importer<'_> {
             b.constant(t.name(), from_proto(t, self.base)?)?;
         }
         for s in &gp.sparse_initializer {
-            let (name, dense) = self.densify(s)?;
+            let (name, dense) = super::tensor::sparse_to_dense(s, self.base)?;
             b.constant(name, dense)?;
         }
 
@@ -329,56 +329,6 @@ impl Importer<'_> {
             self.node(&mut b, n, &declared)?;
         }
         Ok(b)
-    }
-
-    fn densify(
-        &self,
-        s: &super::proto::SparseTensorProto,
-    ) -> Result<(String, saturn_ir::Tensor), ImportError> {
-        let values = s.values.as_ref().ok_or_else(|| ImportError::Tensor {
-            name: "sparse initializer".into(),
-            msg: "no values".into(),
-        })?;
-        let name = values.name().to_string();
-        let bad = |msg: String| ImportError::Tensor {
-            name: name.clone(),
-            msg,
-        };
-        let vals = from_proto(values, self.base)?;
-        let idx = from_proto(
-            s.indices.as_ref().ok_or_else(|| bad("no indices".into()))?,
-            self.base,
-        )?;
-        let dims: Vec<u64> = s.dims.iter().map(|&d| d.max(0) as u64).collect();
-        let n = saturn_ir::tensor::checked_numel(&dims).map_err(|e| bad(e.to_string()))?;
-        let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
-        let nnz = vals.numel();
-        let idx = idx.to_i64_vec();
-        // Indices are either flat [nnz] or coordinates [nnz, rank].
-        let flat: Vec<usize> = if idx.len() == nnz {
-            idx.iter().map(|&i| i as usize).collect()
-        } else if idx.len() == nnz * shape.len() {
-            let st = saturn_ir::tensor::strides(&shape);
-            idx.chunks(shape.len().max(1))
-                .map(|c| c.iter().zip(&st).map(|(&i, &s)| i as usize * s).sum())
-                .collect()
-        } else {
-            return Err(bad("indices do not match the values".into()));
-        };
-        if flat.iter().any(|&i| i >= n) {
-            return Err(bad("sparse index out of range".into()));
-        }
-        // Scatter: gather from [zero, values...] with index 0 meaning zero.
-        let zero =
-            saturn_ir::Tensor::zeros(vals.dtype(), vec![1]).map_err(|e| bad(e.to_string()))?;
-        let both = saturn_ir::tensor::Data::concat(&[zero.data(), vals.data()], vals.dtype());
-        let joined = saturn_ir::Tensor::new(vals.dtype(), vec![both.len()], both)
-            .map_err(|e| bad(e.to_string()))?;
-        let mut pick = vec![0usize; n];
-        for (k, &i) in flat.iter().enumerate() {
-            pick[i] = k + 1;
-        }
-        Ok((name, joined.gather_flat(shape, &pick)))
     }
 
     /// Appends `n` to `out`, replacing calls of model-local functions by

@@ -7,7 +7,7 @@ use saturn_ir::DType;
 use saturn_ir::tensor::{Data, MAX_ELEMENTS, Tensor, checked_numel};
 
 use super::ImportError;
-use super::proto::{TensorProto, tensor_proto};
+use super::proto::{SparseTensorProto, TensorProto, tensor_proto};
 
 fn bad(name: &str, msg: impl Into<String>) -> ImportError {
     ImportError::Tensor {
@@ -263,6 +263,77 @@ pub fn from_proto(t: &TensorProto, base: Option<&Path>) -> Result<Tensor, Import
         return Err(mismatch(data.len()));
     }
     Tensor::new(dtype, shape, data).map_err(|e| bad(name, e.to_string()))
+}
+
+/// Converts a `SparseTensorProto` (values at flat or per-dimension
+/// indices, zero elsewhere) to a dense tensor; returns its name too.
+pub fn sparse_to_dense(
+    s: &SparseTensorProto,
+    base: Option<&Path>,
+) -> Result<(String, Tensor), ImportError> {
+    let values = s
+        .values
+        .as_ref()
+        .ok_or_else(|| bad("sparse tensor", "no values"))?;
+    let name = values.name().to_string();
+    let vals = from_proto(values, base)?;
+    let idx = from_proto(
+        s.indices.as_ref().ok_or_else(|| bad(&name, "no indices"))?,
+        base,
+    )?;
+    let mut dims = Vec::with_capacity(s.dims.len());
+    for &d in &s.dims {
+        if d < 0 {
+            return Err(bad(
+                &name,
+                format!("negative dimension {d} in {:?}", s.dims),
+            ));
+        }
+        dims.push(d as u64);
+    }
+    let n = checked_numel(&dims).map_err(|e| bad(&name, e.to_string()))?;
+    let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+    let nnz = vals.numel();
+    let idx = idx.to_i64_vec();
+    let out_of_range = || bad(&name, "sparse index out of range");
+    // Indices are either flat [nnz] or coordinates [nnz, rank].
+    let flat: Vec<usize> = if idx.len() == nnz {
+        idx.iter()
+            .map(|&i| {
+                usize::try_from(i)
+                    .ok()
+                    .filter(|&i| i < n)
+                    .ok_or_else(out_of_range)
+            })
+            .collect::<Result<_, _>>()?
+    } else if idx.len() == nnz * shape.len() {
+        let st = saturn_ir::tensor::strides(&shape);
+        let mut flat = Vec::with_capacity(nnz);
+        for c in idx.chunks(shape.len()) {
+            let mut f = 0;
+            for ((&i, &s), &d) in c.iter().zip(&st).zip(&shape) {
+                let i = usize::try_from(i)
+                    .ok()
+                    .filter(|&i| i < d)
+                    .ok_or_else(out_of_range)?;
+                f += i * s;
+            }
+            flat.push(f);
+        }
+        flat
+    } else {
+        return Err(bad(&name, "indices do not match the values"));
+    };
+    // Gather from [zero, values…], index 0 meaning zero.
+    let zero = Tensor::zeros(vals.dtype(), vec![1]).map_err(|e| bad(&name, e.to_string()))?;
+    let both = Data::concat(&[zero.data(), vals.data()], vals.dtype());
+    let joined =
+        Tensor::new(vals.dtype(), vec![both.len()], both).map_err(|e| bad(&name, e.to_string()))?;
+    let mut pick = vec![0usize; n];
+    for (k, &i) in flat.iter().enumerate() {
+        pick[i] = k + 1;
+    }
+    Ok((name, joined.gather_flat(shape, &pick)))
 }
 
 /// Converts a Saturn tensor to a `TensorProto` (raw data, or string data).

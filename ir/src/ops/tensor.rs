@@ -47,7 +47,11 @@ pub mod rules {
     ) -> Result<Vec<Dim>, OpError> {
         let target = format!(
             "[{}]",
-            target_elems.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+            target_elems
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let mut infer_at = None;
         let mut out = Vec::with_capacity(target_elems.len());
@@ -861,7 +865,10 @@ impl Infer for Expand {
         let Some(shape) = cx.ints(1) else {
             if let Some(target) = cx.sym_ints(1) {
                 let target = Dims::Ranked(target.iter().map(SymInt::to_dim).collect());
-                return one(TensorType::new(x.dtype, super::infer::broadcast2(&x.shape, &target)?));
+                return one(TensorType::new(
+                    x.dtype,
+                    super::infer::broadcast2(&x.shape, &target)?,
+                ));
             }
             let Some(n) = len_1d(cx, 1) else {
                 return one(TensorType::unknown_rank(x.dtype));
@@ -990,7 +997,10 @@ impl Infer for ConstantOfShape {
                 TensorType::new(dtype, shape_from_ints(&shape))
             }
             (None, n) => match cx.sym_ints(0) {
-                Some(dims) => TensorType::new(dtype, Dims::Ranked(dims.iter().map(SymInt::to_dim).collect())),
+                Some(dims) => TensorType::new(
+                    dtype,
+                    Dims::Ranked(dims.iter().map(SymInt::to_dim).collect()),
+                ),
                 None => match n {
                     Some(n) => TensorType::with_rank(dtype, n),
                     None => TensorType::unknown_rank(dtype),

@@ -103,7 +103,7 @@ fn constant(mut cx: NodeCx) -> Result<(), ImportError> {
     };
     let v = attrs.get(name).cloned().unwrap();
     let t = match (name.as_str(), v) {
-        ("value", AttrValue::Tensor(t)) => t,
+        ("value" | "sparse_value", AttrValue::Tensor(t)) => t,
         ("value_float", AttrValue::Float(f)) => Tensor::scalar(f),
         ("value_floats", AttrValue::Floats(f)) => Tensor::from_vec(vec![f.len()], f),
         ("value_floats", AttrValue::Ints(i)) if i.is_empty() => {
