@@ -44,8 +44,9 @@ pub enum BuildError {
         node: String,
         op: &'static str,
         value: String,
-        declared: TensorType,
-        inferred: TensorType,
+        /// The declared and inferred types, as text.
+        declared: String,
+        inferred: String,
     },
 }
 
@@ -241,8 +242,8 @@ impl GraphBuilder {
                         node: node_label.clone(),
                         op: op.name(),
                         value: out_name.clone(),
-                        declared: dec.clone(),
-                        inferred: inf.clone(),
+                        declared: dec.to_string(),
+                        inferred: inf.to_string(),
                     })?
                 }
                 (Some(inf), None) => inf.clone(),

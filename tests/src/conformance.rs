@@ -73,13 +73,14 @@ pub fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Turns an imported graph into the one to run (e.g. optimizes it).
+pub type Prepare = dyn Fn(Graph) -> Result<Graph, String> + Sync;
+/// Runs a graph on inputs.
+pub type Runner = dyn Fn(&Graph, Vec<Tensor>) -> Result<Vec<Tensor>, String> + Sync;
+
 /// Runs one case: imports the model with `prepare` (which may transform
 /// it), runs every data set with `run` and compares. `Err` says why not.
-pub fn run_case(
-    case: &Case,
-    prepare: &(dyn Fn(Graph) -> Result<Graph, String> + Sync),
-    run: &(dyn Fn(&Graph, Vec<Tensor>) -> Result<Vec<Tensor>, String> + Sync),
-) -> Result<(), String> {
+pub fn run_case(case: &Case, prepare: &Prepare, run: &Runner) -> Result<(), String> {
     let g =
         saturn::model::load(&case.dir.join("model.onnx")).map_err(|e| format!("import: {e}"))?;
     let g = prepare(g)?;
@@ -118,11 +119,7 @@ pub fn run_case(
 pub type Results = BTreeMap<String, Option<String>>;
 
 /// Runs every case on all cores.
-pub fn run_all(
-    cases: &[Case],
-    prepare: &(dyn Fn(Graph) -> Result<Graph, String> + Sync),
-    run: &(dyn Fn(&Graph, Vec<Tensor>) -> Result<Vec<Tensor>, String> + Sync),
-) -> Results {
+pub fn run_all(cases: &[Case], prepare: &Prepare, run: &Runner) -> Results {
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Results::new());
     let threads = std::thread::available_parallelism()

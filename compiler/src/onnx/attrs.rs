@@ -35,8 +35,8 @@ pub fn convert(a: &AttributeProto, base: Option<&Path>) -> Result<Option<AttrVal
         },
         AttributeType::Undefined => {
             // Old exporters leave the type out; infer it from the field set.
-            if a.t.is_some() {
-                AttrValue::Tensor(from_proto(a.t.as_ref().unwrap(), base)?)
+            if let Some(t) = &a.t {
+                AttrValue::Tensor(from_proto(t, base)?)
             } else if a.g.is_some() {
                 return Ok(None);
             } else if !a.ints.is_empty() {

@@ -172,7 +172,7 @@ fn dead_branch(
     b: &GraphBuilder,
     inputs: &[Option<saturn_ir::Value>],
 ) -> Option<&'static str> {
-    if canonical_domain(n.domain()) != "" || n.op_type() != "If" {
+    if !canonical_domain(n.domain()).is_empty() || n.op_type() != "If" {
         return None;
     }
     let cond = b.known(inputs.first().copied().flatten()?)?;

@@ -60,7 +60,7 @@ pub enum ImportError {
         msg: String,
     },
     #[error(transparent)]
-    Build(#[from] BuildError),
+    Build(Box<BuildError>),
     #[error("tensor `{name}`: {msg}")]
     Tensor { name: String, msg: String },
     #[error("`{name}`: {what} is not supported")]
@@ -77,6 +77,12 @@ pub enum ImportError {
     Duplicate(String),
     #[error("functions nest deeper than {0} levels (recursive function?)")]
     FunctionDepth(usize),
+}
+
+impl From<BuildError> for ImportError {
+    fn from(e: BuildError) -> ImportError {
+        ImportError::Build(Box::new(e))
+    }
 }
 
 /// Loads an ONNX model file. External data is read relative to its folder.

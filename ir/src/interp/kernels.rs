@@ -377,6 +377,23 @@ pub fn opt_scalar(t: Option<&Tensor>) -> Option<f64> {
     t.filter(|t| t.numel() > 0).map(|t| t.get_f64(0))
 }
 
+/// A shape computed from data (a shape input, sizes, repeats), checked to
+/// be non-negative and within Saturn's element limit before anything is
+/// allocated for it.
+pub fn checked_shape(dims: &[i64]) -> Result<Vec<usize>, OpError> {
+    let mut out = Vec::with_capacity(dims.len());
+    for &d in dims {
+        if d < 0 {
+            return Err(OpError::Invalid(format!(
+                "negative dimension {d} in shape {dims:?}"
+            )));
+        }
+        out.push(d as u64);
+    }
+    crate::tensor::checked_numel(&out).map_err(|e| OpError::Invalid(e.to_string()))?;
+    Ok(out.into_iter().map(|d| d as usize).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,21 +429,4 @@ mod tests {
         let r = binary_numeric(&a, &b, "add", |x, y| x + y, |x, y| x + y).unwrap();
         assert_eq!(r.as_slice::<i8>().unwrap(), &[-56, -127]);
     }
-}
-
-/// A shape computed from data (a shape input, sizes, repeats), checked to
-/// be non-negative and within Saturn's element limit before anything is
-/// allocated for it.
-pub fn checked_shape(dims: &[i64]) -> Result<Vec<usize>, OpError> {
-    let mut out = Vec::with_capacity(dims.len());
-    for &d in dims {
-        if d < 0 {
-            return Err(OpError::Invalid(format!(
-                "negative dimension {d} in shape {dims:?}"
-            )));
-        }
-        out.push(d as u64);
-    }
-    crate::tensor::checked_numel(&out).map_err(|e| OpError::Invalid(e.to_string()))?;
-    Ok(out.into_iter().map(|d| d as usize).collect())
 }

@@ -43,6 +43,7 @@ pub use image::*;
 pub use infer::{Infer, InferCx};
 pub use linalg::*;
 pub use loss::*;
+#[allow(unused_imports)] // the ml group declares no attribute enums yet
 pub use ml::*;
 pub use norm::*;
 pub use quant::*;
@@ -108,9 +109,8 @@ macro_rules! ops {
             impl $name {
                 pub const NAME: &'static str = $text;
 
+                #[allow(unused_variables)]
                 pub fn from_attrs(attrs: &mut Attrs) -> Result<Self, AttrError> {
-                    #[allow(unused_variables)]
-                    let attrs = attrs;
                     Ok(Self { $($field: attrs.take::<$fty>(stringify!($field), attr_default!($fty $(, $default)?))?),* })
                 }
 

@@ -108,7 +108,7 @@ pub fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                 advance(&mut i, &mut line, &mut col, 1);
             }
             let hex: String = chars[s..i].iter().collect();
-            if hex.len() % 2 != 0 {
+            if !hex.len().is_multiple_of(2) {
                 return Err(err(tl, tc, "hex data has an odd number of digits".into()));
             }
             let bytes = (0..hex.len())

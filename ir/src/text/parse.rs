@@ -335,27 +335,25 @@ impl Parser {
             }
         }
         let mut attrs = Attrs::new();
-        if self.eat('{') {
-            if !self.eat('}') {
-                loop {
-                    let t = self.next();
-                    let Tok::Ident(name) = &t.tok else {
-                        return self.err_at(
-                            &t,
-                            format!("expected an attribute name, found {}", t.tok.describe()),
-                        );
-                    };
-                    if attrs.get(name).is_some() {
-                        return self.err_at(&t, format!("attribute `{name}` is given twice"));
-                    }
-                    self.expect('=')?;
-                    let v = self.attr_value()?;
-                    attrs.insert(name.clone(), v);
-                    if self.eat('}') {
-                        break;
-                    }
-                    self.expect(',')?;
+        if self.eat('{') && !self.eat('}') {
+            loop {
+                let t = self.next();
+                let Tok::Ident(name) = &t.tok else {
+                    return self.err_at(
+                        &t,
+                        format!("expected an attribute name, found {}", t.tok.describe()),
+                    );
+                };
+                if attrs.get(name).is_some() {
+                    return self.err_at(&t, format!("attribute `{name}` is given twice"));
                 }
+                self.expect('=')?;
+                let v = self.attr_value()?;
+                attrs.insert(name.clone(), v);
+                if self.eat('}') {
+                    break;
+                }
+                self.expect(',')?;
             }
         }
         let mut node_name = String::new();

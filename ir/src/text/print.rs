@@ -124,10 +124,10 @@ pub(crate) fn tensor_literal(t: &Tensor, elide_over: Option<usize>) -> String {
     {
         return format!("<elided {}>", t.numel());
     }
-    if t.numel() <= LIST_LIMIT || t.dtype() == DType::Str {
-        if let Some(s) = list_literal(t) {
-            return s;
-        }
+    if (t.numel() <= LIST_LIMIT || t.dtype() == DType::Str)
+        && let Some(s) = list_literal(t)
+    {
+        return s;
     }
     let bytes = t.to_le_bytes().expect("strings take the list form");
     let mut s = String::with_capacity(2 + 2 * bytes.len());

@@ -467,7 +467,7 @@ fn group_norm(mut cx: NodeCx) -> Result<(), ImportError> {
             .dims()
             .and_then(|d| d.get(1)?.known())
             .ok_or_else(|| cx.err("the number of channels must be known"))? as usize;
-    if channels % groups != 0 {
+    if !channels.is_multiple_of(groups) {
         return Err(cx.err(format!("{channels} channels in {groups} groups")));
     }
     for i in [1, 2] {
