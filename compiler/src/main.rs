@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use saturn::model;
 use saturn::onnx::tensor;
+use saturn_ir::target::Target;
 use saturn_ir::text::{PrintOptions, print_with};
+use saturn_passes::{DEFAULT_PIPELINE, Limits, PassContext, run_pipeline};
 
 #[derive(Parser)]
 #[command(
@@ -14,11 +16,15 @@ use saturn_ir::text::{PrintOptions, print_with};
     version,
     about = "Saturn: a tensor compiler for ONNX models",
     long_about = "Saturn: a tensor compiler for ONNX models.\n\n\
-        Saturn imports an ONNX model into its typed Graph IR, and runs it with a backend \
-        (today the reference interpreter, `interp`). Every step reads and writes text: \
-        `saturn ir` shows the Graph IR of a model, and a `.tir` file can be run like a model.",
+        Saturn imports an ONNX model into its typed Graph IR, optimizes it by equality \
+        saturation (softmax and attention fusion, two-pass softmax, flat GEMM, BatchNorm \
+        folding, chosen by the target's cost model) and runs it with a backend (today the \
+        reference interpreter, `interp`). Every step reads and writes text: `saturn ir` shows \
+        the Graph IR of a model, `saturn opt` the optimized IR, and a `.tir` file can be run \
+        like a model.",
     after_help = "Examples:\n  \
         saturn ir examples/mlp/model.onnx\n  \
+        saturn opt examples/mlp/model.onnx --report\n  \
         saturn run examples/mlp/model.onnx --inputs examples/mlp/inputs --outputs /tmp/out\n  \
         saturn run model.tir --inputs in/ --outputs out/ --backend interp\n\n\
         Run `saturn help <command>` for the options of a command."
@@ -47,6 +53,38 @@ enum Command {
         /// Backend to run with (`saturn backends` lists them).
         #[arg(long, default_value = "interp")]
         backend: String,
+        /// Run the graph as imported, without the optimizer.
+        #[arg(long)]
+        no_opt: bool,
+        /// Target the optimizer's cost model describes.
+        #[arg(long, default_value = "host", value_parser = target_name)]
+        target: String,
+    },
+    /// Optimize a model and print the optimized Graph IR.
+    ///
+    /// Runs the pass pipeline (the e-graph optimizer: algebra and layout
+    /// rules, softmax and attention fusion, softmax algorithms, flat GEMM),
+    /// with the target's cost model choosing among equivalent graphs.
+    Opt {
+        /// The model: an ONNX file (.onnx) or Graph IR text (.tir).
+        model: PathBuf,
+        /// Print the optimizer's report (stop reason, e-graph size, time,
+        /// rules fired, cost before and after, kernel choices) to stderr.
+        #[arg(long)]
+        report: bool,
+        /// Print the graph after this pass (to stderr); may be repeated.
+        #[arg(long, value_name = "PASS")]
+        print_after: Vec<String>,
+        /// Passes to run, comma-separated (default: the standard pipeline).
+        #[arg(long, value_delimiter = ',', value_name = "PASS,...")]
+        passes: Option<Vec<String>>,
+        /// Target the cost model describes: `host` or a reference target
+        /// (x86-64-avx512, x86-64-avx2, aarch64-neon).
+        #[arg(long, default_value = "host", value_parser = target_name)]
+        target: String,
+        /// Abbreviate constants with more than N elements.
+        #[arg(long, value_name = "N")]
+        elide: Option<usize>,
     },
     /// Print a model's Graph IR in the .tir text format.
     Ir {
@@ -83,7 +121,44 @@ fn run(cmd: Command) -> Result<()> {
             inputs,
             outputs,
             backend,
-        } => run_model(&model, &inputs, &outputs, &backend),
+            no_opt,
+            target,
+        } => {
+            let target = (!no_opt).then(|| Target::named(&target).expect("checked by clap"));
+            run_model(&model, &inputs, &outputs, &backend, target)
+        }
+        Command::Opt {
+            model,
+            report,
+            print_after,
+            passes,
+            target,
+            elide,
+        } => {
+            let g = model::load(&model)?;
+            let opts = PrintOptions {
+                elide_consts_over: elide,
+            };
+            let cx = PassContext {
+                target: Target::named(&target).expect("checked by clap"),
+                limits: Limits::default(),
+            };
+            let names: Vec<String> = passes.unwrap_or_else(|| DEFAULT_PIPELINE.iter().map(|s| s.to_string()).collect());
+            for p in print_after.iter().chain(&names) {
+                saturn_passes::lookup(p)?;
+            }
+            let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+            let g = run_pipeline(g, &names, &cx, &mut |pass, g, r| {
+                if print_after.iter().any(|p| p == pass) {
+                    eprintln!("# after {pass}\n{}", print_with(g, &opts));
+                }
+                if let (true, Some(r)) = (report, r) {
+                    eprint!("{r}");
+                }
+            })?;
+            print!("{}", print_with(&g, &opts));
+            Ok(())
+        }
         Command::Ir { model, elide } => {
             let g = model::load(&model)?;
             let opts = PrintOptions {
@@ -107,9 +182,23 @@ fn run(cmd: Command) -> Result<()> {
     }
 }
 
-fn run_model(model: &Path, inputs: &Path, outputs: &Path, backend: &str) -> Result<()> {
+fn target_name(s: &str) -> std::result::Result<String, String> {
+    match Target::named(s) {
+        Some(_) => Ok(s.to_string()),
+        None => Err(format!("unknown target (targets: {})", Target::NAMES.join(", "))),
+    }
+}
+
+fn run_model(model: &Path, inputs: &Path, outputs: &Path, backend: &str, opt: Option<Target>) -> Result<()> {
     let backend = saturn_backends::lookup(backend)?;
-    let g = model::load(model)?;
+    let mut g = model::load(model)?;
+    if let Some(target) = opt {
+        let cx = PassContext {
+            target,
+            limits: Limits::default(),
+        };
+        g = run_pipeline(g, DEFAULT_PIPELINE, &cx, &mut |_, _, _| {})?;
+    }
     let mut tensors = Vec::with_capacity(g.inputs().len());
     for (i, &v) in g.inputs().iter().enumerate() {
         let path = inputs.join(format!("input_{i}.pb"));

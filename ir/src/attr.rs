@@ -77,6 +77,10 @@ pub trait AttrType: Sized {
     fn graphs(&self) -> Vec<&Arc<Graph>> {
         Vec::new()
     }
+    /// Subgraphs held by this attribute, to change them.
+    fn graphs_mut(&mut self) -> Vec<&mut Arc<Graph>> {
+        Vec::new()
+    }
 }
 
 impl AttrType for i64 {
@@ -220,6 +224,9 @@ impl AttrType for Arc<Graph> {
     fn graphs(&self) -> Vec<&Arc<Graph>> {
         vec![self]
     }
+    fn graphs_mut(&mut self) -> Vec<&mut Arc<Graph>> {
+        vec![self]
+    }
 }
 
 impl<T: AttrType> AttrType for Option<T> {
@@ -235,6 +242,9 @@ impl<T: AttrType> AttrType for Option<T> {
     }
     fn graphs(&self) -> Vec<&Arc<Graph>> {
         self.as_ref().map(T::graphs).unwrap_or_default()
+    }
+    fn graphs_mut(&mut self) -> Vec<&mut Arc<Graph>> {
+        self.as_mut().map(T::graphs_mut).unwrap_or_default()
     }
 }
 

@@ -201,6 +201,34 @@ impl Graph {
         Ok(id)
     }
 
+    /// Renames a value. Subgraphs that capture it by its old name are
+    /// updated to the new one.
+    pub fn rename(&mut self, v: Value, new: impl Into<String>) -> Result<(), GraphError> {
+        let new = new.into();
+        let old = self.values[v.index()].name.clone();
+        if old == new {
+            return Ok(());
+        }
+        if self.names.contains_key(&new) {
+            return Err(GraphError::DuplicateName(new));
+        }
+        self.names.remove(&old);
+        self.names.insert(new.clone(), v);
+        self.values[v.index()].name = new.clone();
+        for node in &mut self.nodes {
+            for g in node.op.subgraphs_mut() {
+                if let Some(c) = g.lookup(&old)
+                    && g.value(c).def == ValueDef::Capture
+                {
+                    // A name the subgraph defines itself cannot clash: names
+                    // are unique along the scope chain.
+                    let _ = std::sync::Arc::make_mut(g).rename(c, new.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn set_outputs(&mut self, outputs: Vec<Value>) {
         self.outputs = outputs;
     }

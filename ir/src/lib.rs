@@ -18,6 +18,7 @@ pub mod graph;
 pub mod interp;
 pub mod ops;
 pub mod shape;
+pub mod target;
 pub mod tensor;
 pub mod text;
 pub mod verify;

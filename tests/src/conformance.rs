@@ -158,8 +158,9 @@ fn one_line(s: &str) -> String {
 }
 
 /// Compares results with the expectation file; rewrites it instead when
-/// `SATURN_BLESS` is set. Returns the problems found.
-pub fn check_expectations(path: &Path, results: &Results) -> Vec<String> {
+/// `SATURN_BLESS` is set and `may_bless` (the run that owns the file).
+/// Returns the problems found.
+pub fn check_expectations(path: &Path, results: &Results, may_bless: bool) -> Vec<String> {
     let passed = results.values().filter(|r| r.is_none()).count();
     let mut per_suite: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for (id, r) in results {
@@ -184,7 +185,7 @@ pub fn check_expectations(path: &Path, results: &Results) -> Vec<String> {
         .map(|(id, _)| id)
         .collect();
 
-    if std::env::var_os("SATURN_BLESS").is_some() {
+    if may_bless && std::env::var_os("SATURN_BLESS").is_some() {
         let mut text = String::from(
             "# Strict conformance expectations: one case per line, `pass` or `fail  # reason`.\n\
              # Regenerate with SATURN_BLESS=1 after checking that the changes are improvements.\n",

@@ -30,7 +30,7 @@ fn interp_conformance() {
         return;
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("expectations/interp.txt");
-    let problems = check_expectations(&path, &results);
+    let problems = check_expectations(&path, &results, true);
     assert!(
         problems.is_empty(),
         "{} problems:\n{}",

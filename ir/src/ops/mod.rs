@@ -132,6 +132,13 @@ macro_rules! ops {
                     $(out.extend(AttrType::graphs(&self.$field));)*
                     out
                 }
+
+                #[allow(unused_mut)]
+                fn subgraphs_mut(&mut self) -> Vec<&mut Arc<Graph>> {
+                    let mut out = Vec::new();
+                    $(out.extend(AttrType::graphs_mut(&mut self.$field));)*
+                    out
+                }
             }
 
             impl From<$name> for Op {
@@ -196,6 +203,11 @@ macro_rules! ops {
             /// Subgraphs held in attributes (`if`, `loop`, `scan`).
             pub fn subgraphs(&self) -> Vec<&Arc<Graph>> {
                 match self { $(Op::$name(o) => o.subgraphs()),* }
+            }
+
+            /// Subgraphs held in attributes, to change them.
+            pub fn subgraphs_mut(&mut self) -> Vec<&mut Arc<Graph>> {
+                match self { $(Op::$name(o) => o.subgraphs_mut()),* }
             }
 
             /// Output types from input types (and known input values).

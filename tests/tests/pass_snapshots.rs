@@ -1,0 +1,62 @@
+//! Pass snapshot tests: every `passes/*.tir` file names its pipeline and
+//! target in a header (`# pipeline: eqsat`, `# target: x86-64-avx512`);
+//! the output graph, the rules that fired and the kernel choices with the
+//! estimates behind them are snapshot with insta beside this file.
+//!
+//! Update after a deliberate change with `INSTA_UPDATE=always cargo test
+//! -p saturn-tests --test pass_snapshots` (or `cargo insta review`), and
+//! read the diff.
+
+use std::fmt::Write;
+
+use saturn_ir::target::Target;
+use saturn_ir::text::{parse, print};
+use saturn_passes::{Limits, PassContext, run_pipeline};
+
+fn header<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .take_while(|l| l.starts_with('#'))
+        .find_map(|l| l.strip_prefix('#')?.trim().strip_prefix(key)?.strip_prefix(':').map(str::trim))
+}
+
+#[test]
+fn pass_snapshots() {
+    insta::glob!("../passes/*.tir", |path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let pipeline: Vec<&str> = header(&text, "pipeline")
+            .unwrap_or_else(|| panic!("{}: no `# pipeline:` header", path.display()))
+            .split(',')
+            .map(str::trim)
+            .collect();
+        let target = header(&text, "target")
+            .and_then(Target::named)
+            .unwrap_or_else(|| panic!("{}: no known `# target:` header", path.display()));
+        let g = parse(&text).unwrap_or_else(|e| panic!("{}:{e}", path.display()));
+        saturn_ir::verify::verify(&g).unwrap();
+        let cx = PassContext {
+            target,
+            limits: Limits::default(),
+        };
+        let mut notes = String::new();
+        let out = run_pipeline(g, &pipeline, &cx, &mut |pass, _, report| {
+            if let Some(r) = report {
+                let _ = writeln!(notes, "# {pass}: rules fired:");
+                for (name, n) in r.fired.iter().filter(|(_, n)| **n > 0) {
+                    let _ = writeln!(notes, "#   {name}");
+                    let _ = n;
+                }
+                for d in &r.decisions {
+                    let _ = writeln!(notes, "# {pass}: choice for {}:", d.ty);
+                    for (i, (op, e)) in d.alternatives.iter().enumerate() {
+                        let mark = if i == 0 { "*" } else { " " };
+                        let _ = writeln!(notes, "#   {mark} {op}: {} ({})", e.cost, e.bound);
+                    }
+                }
+                assert_eq!(r.type_conflicts, 0, "{}: a rule merged values of different types", path.display());
+            }
+        })
+        .unwrap();
+        saturn_ir::verify::verify(&out).unwrap();
+        insta::assert_snapshot!(format!("{notes}{}", print(&out)));
+    });
+}
