@@ -60,6 +60,25 @@ pub fn broadcast_index(inp: &[usize], out: &[usize]) -> Vec<usize> {
     idx
 }
 
+/// Checks that `inp` broadcasts onto `out` one way (the result has
+/// `out`'s shape: no more dims, each 1 or `out`'s), as an op's bias or mask
+/// must.
+pub fn check_broadcast_onto(inp: &[usize], out: &[usize], what: &str) -> Result<(), OpError> {
+    let fits = inp.len() <= out.len()
+        && inp
+            .iter()
+            .rev()
+            .zip(out.iter().rev())
+            .all(|(&i, &o)| i == 1 || i == o);
+    if fits {
+        Ok(())
+    } else {
+        Err(OpError::Invalid(format!(
+            "{what} of shape {inp:?} does not broadcast to {out:?}"
+        )))
+    }
+}
+
 /// Calls `f` with the strided offset of every index of `shape`, in
 /// row-major order.
 pub fn for_each_offset(shape: &[usize], st: &[usize], mut f: impl FnMut(usize)) {

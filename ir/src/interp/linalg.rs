@@ -1,8 +1,10 @@
-//! Matrix products: Gemm, MatMul and their integer forms, Einsum, Det.
+//! Matrix products: Gemm, MatMul and their integer forms, Saturn's
+//! FlatGemm and Gemv, Einsum, Det.
 //!
 //! f32 and f64 products go through `matrixmultiply` (f16 and bf16 through
 //! its f64 kernel), so whole models run fast; integer products are plain
-//! loops in i64 that wrap like ONNX integer math.
+//! loops in i64 that wrap like ONNX integer math. FlatGemm and Gemv run
+//! the schedule they name, in f64.
 
 use std::borrow::Cow;
 
@@ -300,6 +302,221 @@ impl Eval for MatMul {
             ),
             _ => return unsupported!("MatMul on {} tensors", a.dtype()),
         })
+    }
+}
+
+/// The operands of FlatGemm and Gemv, read as f64: A `[..., M, K]`, a
+/// matrix B `[K, N]`, and the output shape `[..., M, N]` (onto which the
+/// optional bias, input 2, broadcasts).
+struct SmallM {
+    dtype: DType,
+    batches: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Vec<f64>,
+    b: Vec<f64>,
+    out_shape: Vec<usize>,
+}
+
+fn small_m(cx: &EvalCx, what: &str) -> Result<SmallM, OpError> {
+    let (a, b) = (cx.input(0)?, cx.input(1)?);
+    let dtype = a.dtype();
+    if !matches!(dtype, DType::F16 | DType::BF16 | DType::F32 | DType::F64) {
+        return unsupported!("{what} on {dtype} tensors");
+    }
+    if b.dtype() != dtype || cx.opt_input(2).is_some_and(|c| c.dtype() != dtype) {
+        return invalid!("{what} operands have different types");
+    }
+    let (sa, r) = (a.shape(), a.rank());
+    let &[kb, n] = b.shape() else {
+        return invalid!("{what}'s B must be a matrix, found shape {:?}", b.shape());
+    };
+    if r < 2 {
+        return invalid!("{what}'s A must have rank 2 or more, found shape {sa:?}");
+    }
+    let (m, k) = (sa[r - 2], sa[r - 1]);
+    if k != kb {
+        return invalid!(
+            "{what} of shapes {sa:?} and {:?}: inner dims differ",
+            b.shape()
+        );
+    }
+    let mut out_shape = sa[..r - 2].to_vec();
+    out_shape.extend([m, n]);
+    checked_len(&out_shape)?;
+    if let Some(c) = cx.opt_input(2) {
+        check_broadcast_onto(c.shape(), &out_shape, &format!("{what}'s bias"))?;
+    }
+    Ok(SmallM {
+        dtype,
+        batches: sa[..r - 2].iter().product(),
+        m,
+        k,
+        n,
+        a: a.to_f64_vec(),
+        b: b.to_f64_vec(),
+        out_shape,
+    })
+}
+
+impl SmallM {
+    /// Adds the bias (input 2, if any) to the output `y`, then rounds it
+    /// to the operands' type.
+    fn finish(self, cx: &EvalCx, mut y: Vec<f64>) -> Result<Vec<Tensor>, OpError> {
+        if let Some(c) = cx.opt_input(2) {
+            let cv = c.to_f64_vec();
+            let st = broadcast_strides(c.shape(), &self.out_shape);
+            let mut out = y.iter_mut();
+            for_each_offset(&self.out_shape, &st, |o| {
+                if let Some(y) = out.next() {
+                    *y += cv[o];
+                }
+            });
+        }
+        one(float_out(self.dtype, self.out_shape, y)?)
+    }
+}
+
+/// How FlatGemm walks one `m × k` by `k × n` product.
+struct FlatSchedule {
+    m_pad: usize,
+    n_tile: usize,
+    k_split: usize,
+    double_buffer: bool,
+}
+
+impl FlatSchedule {
+    /// M rounded up to a multiple of `m_pad`, and the number of K chunks
+    /// (`k_split`, but no more chunks than K has elements, and at least
+    /// one), checked against the sizes of the buffers they imply.
+    fn sizes(&self, m: usize, k: usize, n: usize) -> Result<(usize, usize), OpError> {
+        let mp = m
+            .div_ceil(self.m_pad)
+            .checked_mul(self.m_pad)
+            .ok_or_else(|| {
+                OpError::Invalid(format!("{m} rows padded to m_pad = {}", self.m_pad))
+            })?;
+        let chunks = self.k_split.min(k).max(1);
+        let tile = self.n_tile.min(n);
+        checked_len(&[mp, k])?;
+        checked_len(&[mp, n])?;
+        checked_len(&[mp, tile])?;
+        checked_len(&[2, k, tile])?;
+        Ok((mp, chunks))
+    }
+
+    /// `y = a · b` for row-major `a` (`m × k`), `b` (`k × n`) and `y`
+    /// (`m × n`), as FlashDecoding++'s flat GEMM runs it: A padded with
+    /// zero rows to `mp` rows (a multiple of `m_pad`); N walked in tiles
+    /// of `n_tile` columns; in each tile, K split into `chunks`
+    /// contiguous ranges (chunk c is `c·K/chunks .. (c+1)·K/chunks`) whose
+    /// partial sums are computed separately and then reduced in order; with `double_buffer`, each B tile copied
+    /// into one of two alternating buffers (the next one loaded before
+    /// the current one is used, as its load would overlap the compute on
+    /// a GPU) and read from there. The padding rows are computed like the
+    /// others and trimmed at the end.
+    fn run(
+        &self,
+        a: &[f64],
+        b: &[f64],
+        (m, k, n): (usize, usize, usize),
+        sizes: (usize, usize),
+        y: &mut [f64],
+    ) {
+        let (mp, chunks) = sizes;
+        let mut ap = vec![0.0; mp * k];
+        ap[..m * k].copy_from_slice(&a[..m * k]);
+        let mut yp = vec![0.0; mp * n];
+        let tiles = n.div_ceil(self.n_tile);
+        let width = |t: usize| self.n_tile.min(n - t * self.n_tile);
+        let load = |buf: &mut Vec<f64>, t: usize| {
+            let (j0, w) = (t * self.n_tile, width(t));
+            buf.clear();
+            for p in 0..k {
+                buf.extend_from_slice(&b[p * n + j0..][..w]);
+            }
+        };
+        let mut bufs = [Vec::new(), Vec::new()];
+        if self.double_buffer && tiles > 0 {
+            load(&mut bufs[0], 0);
+        }
+        let mut partial = vec![0.0; mp * self.n_tile.min(n)];
+        for t in 0..tiles {
+            let (j0, w) = (t * self.n_tile, width(t));
+            if self.double_buffer && t + 1 < tiles {
+                load(&mut bufs[(t + 1) % 2], t + 1);
+            }
+            // Row p of the B tile is src[off + p·stride ..][..w].
+            let (src, off, stride) = if self.double_buffer {
+                (&bufs[t % 2][..], 0, w)
+            } else {
+                (b, j0, n)
+            };
+            // Split K: each chunk's partial sums from zero (as a split-K
+            // block computes them), then reduced into the output tile in
+            // chunk order.
+            let partial = &mut partial[..mp * w];
+            for c in 0..chunks {
+                let (lo, hi) = (c * k / chunks, (c + 1) * k / chunks);
+                partial.fill(0.0);
+                for (i, acc) in partial.chunks_exact_mut(w).enumerate() {
+                    for p in lo..hi {
+                        let x = ap[i * k + p];
+                        let row = &src[off + p * stride..][..w];
+                        acc.iter_mut().zip(row).for_each(|(s, &v)| *s += x * v);
+                    }
+                }
+                for (i, part) in partial.chunks_exact(w).enumerate() {
+                    let out = &mut yp[i * n + j0..][..w];
+                    out.iter_mut().zip(part).for_each(|(o, &s)| *o += s);
+                }
+            }
+        }
+        y.copy_from_slice(&yp[..m * n]);
+    }
+}
+
+impl Eval for FlatGemm {
+    fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
+        let (m_pad, n_tile, k_split) = self.tiling()?;
+        let s = FlatSchedule {
+            m_pad,
+            n_tile,
+            k_split,
+            double_buffer: self.double_buffer,
+        };
+        let p = small_m(cx, "FlatGemm")?;
+        let (m, k, n) = (p.m, p.k, p.n);
+        let sizes = s.sizes(m, k, n)?;
+        let mut y = vec![0.0; p.batches * m * n];
+        if m * n > 0 {
+            for (i, y) in y.chunks_exact_mut(m * n).enumerate() {
+                s.run(&p.a[i * m * k..], &p.b, (m, k, n), sizes, y);
+            }
+        }
+        p.finish(cx, y)
+    }
+}
+
+impl Eval for Gemv {
+    /// Per batch, `y[j] = Σ_p x[p] · B[p, j]`: B streams by rows, each row
+    /// adding its term to every column's dot product, as a memory-bound
+    /// vector-times-matrix kernel reads it.
+    fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
+        let p = small_m(cx, "Gemv")?;
+        if p.m != 1 {
+            return invalid!("Gemv of {} rows: M must be 1", p.m);
+        }
+        let (k, n) = (p.k, p.n);
+        let mut y = vec![0.0; p.batches * n];
+        for (i, &x) in p.a.iter().enumerate() {
+            let (batch, row) = (i / k, i % k);
+            let out = &mut y[batch * n..][..n];
+            let brow = &p.b[row * n..][..n];
+            out.iter_mut().zip(brow).for_each(|(y, &w)| *y += x * w);
+        }
+        p.finish(cx, y)
     }
 }
 
@@ -811,5 +1028,292 @@ mod tests {
         let bi = Tensor::from_vec(vec![0, 1], Vec::<u8>::new());
         let y = &eval(MatMulInteger {}, &[&ai, &bi]).unwrap()[0];
         assert_eq!(y.as_slice::<i32>().unwrap(), &[0, 0]);
+    }
+}
+
+#[cfg(test)]
+mod small_m_tests {
+    use super::*;
+    use crate::shape::TensorType;
+
+    /// splitmix64: reproducible random shapes and values.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// In `lo..=hi`.
+        fn int(&mut self, lo: usize, hi: usize) -> usize {
+            lo + (self.next() % (hi - lo + 1) as u64) as usize
+        }
+
+        fn vec(&mut self, n: usize) -> Vec<f64> {
+            (0..n)
+                .map(|_| (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0)
+                .collect()
+        }
+    }
+
+    fn eval(op: impl Into<Op>, inputs: &[&Tensor]) -> Result<Tensor, OpError> {
+        let inputs: Vec<Option<&Tensor>> = inputs.iter().map(|&t| Some(t)).collect();
+        let types = [TensorType::unknown_rank(DType::F32)];
+        Ok(super::super::eval_op(&op.into(), &inputs, &types)?.remove(0))
+    }
+
+    fn flat(m_pad: i64, n_tile: i64, k_split: i64, double_buffer: bool) -> FlatGemm {
+        FlatGemm {
+            m_pad,
+            n_tile,
+            k_split,
+            double_buffer,
+        }
+    }
+
+    /// `a · b (+ c)` by the definition, in f64: for every output element
+    /// of `[batch..., m, n]`, the sum over k, plus C at the element's
+    /// broadcast position.
+    fn reference(a: &Tensor, b: &Tensor, c: Option<&Tensor>) -> Vec<f64> {
+        let (sa, r) = (a.shape(), a.rank());
+        let (m, k, n) = (sa[r - 2], sa[r - 1], b.shape()[1]);
+        let (av, bv) = (a.to_f64_vec(), b.to_f64_vec());
+        let mut out_shape = sa[..r - 2].to_vec();
+        out_shape.extend([m, n]);
+        let len: usize = out_shape.iter().product();
+        (0..len)
+            .map(|o| {
+                let (batch, i, j) = (o / (m * n), o / n % m, o % n);
+                let dot: f64 = (0..k)
+                    .map(|p| av[(batch * m + i) * k + p] * bv[p * n + j])
+                    .sum();
+                let bias = c.map_or(0.0, |c| {
+                    let idx = unravel(o, &out_shape);
+                    let cs = c.shape();
+                    let off = out_shape.len() - cs.len();
+                    let ci = cs.iter().enumerate().fold(0, |acc, (d, &e)| {
+                        acc * e + if e == 1 { 0 } else { idx[off + d] }
+                    });
+                    c.to_f64_vec()[ci]
+                });
+                dot + bias
+            })
+            .collect()
+    }
+
+    fn assert_near(got: &[f64], want: &[f64], tol: f64, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{what}: [{i}] {g} vs {w}"
+            );
+        }
+    }
+
+    /// A random bias shape that broadcasts onto `out`.
+    fn bias_shape(rng: &mut Rng, out: &[usize]) -> Vec<usize> {
+        let rank = rng.int(0, out.len());
+        out[out.len() - rank..]
+            .iter()
+            .map(|&d| if rng.int(0, 2) == 0 { 1 } else { d })
+            .collect()
+    }
+
+    #[test]
+    fn flat_gemm_matches_matmul_on_random_shapes() {
+        let mut rng = Rng(11);
+        for case in 0..300 {
+            let batch: Vec<usize> = (0..rng.int(0, 2)).map(|_| rng.int(1, 3)).collect();
+            let (m, k, n) = (rng.int(1, 20), rng.int(0, 40), rng.int(1, 150));
+            let op = flat(
+                rng.int(1, 9) as i64,
+                rng.int(1, 70) as i64,
+                rng.int(1, 7) as i64,
+                rng.int(0, 1) == 1,
+            );
+            let mut sa = batch.clone();
+            sa.extend([m, k]);
+            let mut out = batch.clone();
+            out.extend([m, n]);
+            let a = Tensor::from_vec(sa.clone(), rng.vec(sa.iter().product()));
+            let b = Tensor::from_vec(vec![k, n], rng.vec(k * n));
+            let cs = bias_shape(&mut rng, &out);
+            let c = Tensor::from_vec(cs.clone(), rng.vec(cs.iter().product()));
+            let what = format!("case {case}: A {sa:?}, B [{k}, {n}], C {cs:?}, {op:?}");
+            // Without the bias: equal to matmul.
+            let y = eval(op.clone(), &[&a, &b]).unwrap();
+            let mm = eval(MatMul {}, &[&a, &b]).unwrap();
+            assert_eq!(y.shape(), mm.shape(), "{what}");
+            assert_near(&y.to_f64_vec(), &mm.to_f64_vec(), 1e-13, &what);
+            assert_near(&y.to_f64_vec(), &reference(&a, &b, None), 1e-13, &what);
+            // With it: matmul plus the bias.
+            let y = eval(op, &[&a, &b, &c]).unwrap();
+            assert_eq!(y.shape(), &out[..], "{what}");
+            assert_near(&y.to_f64_vec(), &reference(&a, &b, Some(&c)), 1e-13, &what);
+        }
+    }
+
+    #[test]
+    fn gemv_matches_matmul_on_random_shapes() {
+        let mut rng = Rng(12);
+        for case in 0..100 {
+            let batch: Vec<usize> = (0..rng.int(0, 3)).map(|_| rng.int(1, 3)).collect();
+            let (k, n) = (rng.int(0, 50), rng.int(1, 70));
+            let mut sa = batch.clone();
+            sa.extend([1, k]);
+            let mut out = batch.clone();
+            out.extend([1, n]);
+            let a = Tensor::from_vec(sa.clone(), rng.vec(sa.iter().product()));
+            let b = Tensor::from_vec(vec![k, n], rng.vec(k * n));
+            let cs = bias_shape(&mut rng, &out);
+            let c = Tensor::from_vec(cs.clone(), rng.vec(cs.iter().product()));
+            let what = format!("case {case}: A {sa:?}, B [{k}, {n}], C {cs:?}");
+            let y = eval(Gemv {}, &[&a, &b]).unwrap();
+            let mm = eval(MatMul {}, &[&a, &b]).unwrap();
+            assert_eq!(y.shape(), mm.shape(), "{what}");
+            assert_near(&y.to_f64_vec(), &mm.to_f64_vec(), 1e-13, &what);
+            let y = eval(Gemv {}, &[&a, &b, &c]).unwrap();
+            assert_eq!(y.shape(), &out[..], "{what}");
+            assert_near(&y.to_f64_vec(), &reference(&a, &b, Some(&c)), 1e-13, &what);
+        }
+    }
+
+    #[test]
+    fn every_float_type() {
+        let mut rng = Rng(13);
+        // Values on a 1/8 grid: exact in every type, and so are the
+        // products and their sums in f64.
+        let grid = |rng: &mut Rng, n: usize| -> Vec<f64> {
+            (0..n)
+                .map(|_| (rng.int(0, 32) as f64 - 16.0) / 8.0)
+                .collect()
+        };
+        let (m, k, n) = (3, 21, 37);
+        let a = Tensor::from_vec(vec![2, m, k], grid(&mut rng, 2 * m * k));
+        let b = Tensor::from_vec(vec![k, n], grid(&mut rng, k * n));
+        let c = Tensor::from_vec(vec![n], grid(&mut rng, n));
+        let a1 = Tensor::from_vec(vec![2, 1, k], grid(&mut rng, 2 * k));
+        let want = reference(&a, &b, Some(&c));
+        let want1 = reference(&a1, &b, Some(&c));
+        for dtype in [DType::F16, DType::BF16, DType::F32, DType::F64] {
+            let [a, a1, b, c] = [&a, &a1, &b, &c].map(|t| t.cast(dtype, false));
+            let y = eval(flat(2, 16, 3, true), &[&a, &b, &c]).unwrap();
+            assert_eq!(y.dtype(), dtype);
+            // The exact result, rounded once to the type.
+            let round = |v: &[f64]| {
+                Tensor::from_vec(vec![v.len()], v.to_vec())
+                    .cast(dtype, false)
+                    .to_f64_vec()
+            };
+            assert_eq!(y.to_f64_vec(), round(&want), "{dtype}");
+            let y = eval(Gemv {}, &[&a1, &b, &c]).unwrap();
+            assert_eq!(y.dtype(), dtype);
+            assert_eq!(y.to_f64_vec(), round(&want1), "{dtype}");
+        }
+        let ints = Tensor::from_vec(vec![1, 2], vec![1i32, 2]);
+        let bi = Tensor::from_vec(vec![2, 1], vec![1i32, 2]);
+        assert!(eval(flat(8, 64, 1, false), &[&ints, &bi]).is_err());
+        assert!(eval(Gemv {}, &[&ints, &bi]).is_err());
+    }
+
+    #[test]
+    fn k_split_reduces_separate_partial_sums() {
+        // One output, K = 4: A = [1, 1, 1, 1], B's column [1, 2^53, 1, -2^53].
+        // In order, 1 + 2^53 rounds to 2^53 (a tie, to even), so does
+        // adding the next 1, and the sum ends at 0. Split in two, the
+        // second half is 1 - 2^53 exactly, and (2^53) + (1 - 2^53) = 1.
+        let big = 2f64.powi(53);
+        let a = Tensor::from_vec(vec![1, 4], vec![1.0f64; 4]);
+        let b = Tensor::from_vec(vec![4, 1], vec![1.0, big, 1.0, -big]);
+        let run = |k_split, double_buffer| {
+            eval(flat(8, 64, k_split, double_buffer), &[&a, &b])
+                .unwrap()
+                .to_f64_vec()
+        };
+        assert_eq!(run(1, false), [0.0]);
+        assert_eq!(run(2, true), [1.0]);
+        // One element per chunk: partials 1, 2^53, 1, -2^53, reduced in
+        // order as above.
+        assert_eq!(run(4, false), [0.0]);
+        // More chunks than K has elements: one per element.
+        assert_eq!(run(9, false), [0.0]);
+    }
+
+    #[test]
+    fn special_values_and_empty_operands() {
+        // NaN and infinities reach the output as in a plain product
+        // (padding rows are zeros, but they are trimmed).
+        let a = Tensor::from_vec(vec![1, 2], vec![f64::INFINITY, 1.0]);
+        let b = Tensor::from_vec(vec![2, 2], vec![0.0, 1.0, 1.0, f64::NAN]);
+        let y = eval(flat(8, 1, 2, true), &[&a, &b]).unwrap().to_f64_vec();
+        assert!(y[0].is_nan() && y[1].is_nan());
+        let y = eval(Gemv {}, &[&a, &b]).unwrap().to_f64_vec();
+        assert!(y[0].is_nan() && y[1].is_nan());
+        // K = 0: zeros plus the bias; M = 0 or N = 0: empty.
+        let a0 = Tensor::from_vec(vec![2, 3, 0], Vec::<f32>::new());
+        let b0 = Tensor::from_vec(vec![0, 4], Vec::<f32>::new());
+        let c = Tensor::from_vec(vec![4], vec![1f32, 2., 3., 4.]);
+        let y = eval(flat(8, 3, 4, true), &[&a0, &b0, &c]).unwrap();
+        assert_eq!(y.shape(), &[2, 3, 4]);
+        assert_eq!(y.to_f64_vec(), [1., 2., 3., 4.].repeat(6));
+        let a1 = Tensor::from_vec(vec![2, 1, 0], Vec::<f32>::new());
+        let y = eval(Gemv {}, &[&a1, &b0, &c]).unwrap();
+        assert_eq!(y.to_f64_vec(), [1., 2., 3., 4.].repeat(2));
+        let am = Tensor::from_vec(vec![0, 5], Vec::<f32>::new());
+        let b5 = Tensor::from_vec(vec![5, 2], vec![0f32; 10]);
+        assert_eq!(
+            eval(flat(8, 64, 1, false), &[&am, &b5]).unwrap().shape(),
+            &[0, 2]
+        );
+        let bn = Tensor::from_vec(vec![5, 0], Vec::<f32>::new());
+        let a5 = Tensor::from_vec(vec![1, 5], vec![0f32; 5]);
+        assert_eq!(
+            eval(flat(8, 64, 1, true), &[&a5, &bn]).unwrap().shape(),
+            &[1, 0]
+        );
+        assert_eq!(eval(Gemv {}, &[&a5, &bn]).unwrap().shape(), &[1, 0]);
+    }
+
+    #[test]
+    fn bad_operands_and_schedules_are_errors() {
+        let a = Tensor::from_vec(vec![2, 3], vec![0f32; 6]);
+        let b = Tensor::from_vec(vec![3, 4], vec![0f32; 12]);
+        let ok = flat(8, 64, 1, false);
+        assert!(eval(ok.clone(), &[&a, &b]).is_ok());
+        for bad in [
+            flat(0, 64, 1, false),
+            flat(8, 0, 1, true),
+            flat(8, 64, -2, false),
+        ] {
+            assert!(eval(bad, &[&a, &b]).is_err());
+        }
+        // m_pad so large that the padded A cannot exist.
+        assert!(eval(flat(i64::MAX, 64, 1, false), &[&a, &b]).is_err());
+        // Huge tiles and splits are fine: one tile, one chunk per k.
+        assert!(eval(flat(1, i64::MAX, i64::MAX, true), &[&a, &b]).is_ok());
+        let v = Tensor::from_vec(vec![3], vec![0f32; 3]);
+        let b3 = Tensor::from_vec(vec![1, 3, 4], vec![0f32; 12]);
+        let b5 = Tensor::from_vec(vec![5, 4], vec![0f32; 20]);
+        let c = Tensor::from_vec(vec![3, 4], vec![0f32; 12]);
+        let c3 = Tensor::from_vec(vec![1, 2, 4], vec![0f32; 8]);
+        let b64 = Tensor::from_vec(vec![3, 4], vec![0f64; 12]);
+        for inputs in [
+            &[&v, &b][..],
+            &[&a, &b3],
+            &[&a, &b5],
+            &[&a, &b, &c],
+            &[&a, &b, &c3],
+            &[&a, &b64],
+        ] {
+            assert!(eval(ok.clone(), inputs).is_err());
+            assert!(eval(Gemv {}, inputs).is_err());
+        }
+        // Gemv takes one row only.
+        assert!(eval(Gemv {}, &[&a, &b]).is_err());
     }
 }

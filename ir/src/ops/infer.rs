@@ -219,6 +219,36 @@ pub fn broadcast_all(cx: &InferCx) -> Result<Shape, OpError> {
     Ok(shape)
 }
 
+/// The dims of `to` once `from` is checked to broadcast onto them one
+/// way (ONNX "unidirectional" broadcasting: the result has `to`'s shape,
+/// so `from` has no more dims, and each of its dims is 1 or `to`'s). A
+/// known dim of `from` other than 1 fixes a dim that `to` leaves open.
+pub fn broadcast_onto(to: &[Dim], from: &[Dim], what: &str) -> Result<Vec<Dim>, OpError> {
+    let bad = || {
+        OpError::Invalid(format!(
+            "{what} of shape {} does not broadcast to {}",
+            Shape::Ranked(from.to_vec()),
+            Shape::Ranked(to.to_vec())
+        ))
+    };
+    if from.len() > to.len() {
+        return Err(bad());
+    }
+    let mut out = to.to_vec();
+    let off = to.len() - from.len();
+    for (o, f) in out[off..].iter_mut().zip(from) {
+        match (&*o, f) {
+            (_, Dim::Known(1)) => {}
+            (Dim::Known(a), Dim::Known(b)) if a != b => return Err(bad()),
+            (Dim::Known(_), _) => {}
+            (_, Dim::Known(_)) => *o = f.clone(),
+            // A symbolic or unknown `from` dim may be 1 at run time.
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Turns a known dims list into a shape, with unknown dims where a value is
 /// negative.
 pub fn shape_from_ints(v: &[i64]) -> Shape {

@@ -1,6 +1,8 @@
 //! Matrix products: Gemm, MatMul and their integer forms, Einsum, Det.
 
-use super::infer::{Infer, InferCx, broadcast_dim, broadcast2, expect_dtype, one, same_dtype};
+use super::infer::{
+    Infer, InferCx, broadcast_dim, broadcast_onto, broadcast2, expect_dtype, one, same_dtype,
+};
 use super::*;
 use crate::shape::{Dim, Shape};
 
@@ -59,6 +61,82 @@ impl Infer for MatMulInteger {
         expect_dtype(cx, 1, byte, "i8 or u8")?;
         let shape = matmul_shape(&cx.input(0)?.shape, &cx.input(1)?.shape)?;
         one(TensorType::new(DType::I32, shape))
+    }
+}
+
+/// Type of `flat_gemm` and `gemv`: A `[..., M, K]` times a matrix B
+/// `[K, N]`, plus an optional bias C that broadcasts onto the result
+/// `[..., M, N]`. With `m_one`, M must be 1.
+fn infer_small_m(cx: &InferCx, what: &str, m_one: bool) -> Result<Vec<TensorType>, OpError> {
+    let dtype = same_dtype(cx, 0, 1)?;
+    expect_dtype(cx, 0, |d| d.is_float() && !d.is_packed(), "a float type")?;
+    if cx.opt_input(2).is_some() {
+        same_dtype(cx, 0, 2)?;
+    }
+    let b = match cx.input(1)?.dims() {
+        None => None,
+        Some([k, n]) => Some((k, n)),
+        Some(d) => {
+            return Err(OpError::Invalid(format!(
+                "{what}'s B must be a matrix, found rank {}",
+                d.len()
+            )));
+        }
+    };
+    let Some(a) = cx.input(0)?.dims() else {
+        return one(TensorType::unknown_rank(dtype));
+    };
+    let r = a.len();
+    if r < 2 {
+        return Err(OpError::Invalid(format!(
+            "{what}'s A must have rank 2 or more, found {r}"
+        )));
+    }
+    let (m, k) = (&a[r - 2], &a[r - 1]);
+    if m_one && !m.compatible(&Dim::Known(1)) {
+        return Err(OpError::Invalid(format!("{what} of {m} rows: M must be 1")));
+    }
+    if let Some((kb, _)) = b
+        && !k.compatible(kb)
+    {
+        return Err(dim_conflict(&format!("inner dims of {what}"), k, kb));
+    }
+    let mut out = a[..r - 2].to_vec();
+    out.push(if m_one { Dim::Known(1) } else { m.clone() });
+    out.push(b.map_or(Dim::Unknown, |(_, n)| n.clone()));
+    if let Some(cd) = cx.opt_input(2).and_then(|c| c.dims()) {
+        out = broadcast_onto(&out, cd, &format!("{what}'s bias"))?;
+    }
+    one(TensorType::new(dtype, Shape::Ranked(out)))
+}
+
+impl FlatGemm {
+    /// The schedule `(m_pad, n_tile, k_split)`, each checked to be 1 or
+    /// more.
+    pub fn tiling(&self) -> Result<(usize, usize, usize), OpError> {
+        let check = |name: &str, v: i64| {
+            usize::try_from(v).ok().filter(|&v| v >= 1).ok_or_else(|| {
+                OpError::Invalid(format!("FlatGemm's {name} must be 1 or more, found {v}"))
+            })
+        };
+        Ok((
+            check("m_pad", self.m_pad)?,
+            check("n_tile", self.n_tile)?,
+            check("k_split", self.k_split)?,
+        ))
+    }
+}
+
+impl Infer for FlatGemm {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+        self.tiling()?;
+        infer_small_m(cx, "FlatGemm", false)
+    }
+}
+
+impl Infer for Gemv {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+        infer_small_m(cx, "Gemv", true)
     }
 }
 
@@ -386,6 +464,96 @@ mod infer_tests {
         );
         assert_eq!(infer(Det {}, &["f64[2,3,3]"], &[]), "f64[2]");
         assert!(infer(Det {}, &["f64[2,3]"], &[]).starts_with("error"));
+    }
+
+    fn flat() -> FlatGemm {
+        FlatGemm {
+            m_pad: 8,
+            n_tile: 64,
+            k_split: 1,
+            double_buffer: false,
+        }
+    }
+
+    #[test]
+    fn flat_gemm_shapes() {
+        let f = flat;
+        assert_eq!(infer(f(), &["f32[3,16]", "f32[16,40]"], &[]), "f32[3,40]");
+        assert_eq!(
+            infer(f(), &["f16[B,H,3,16]", "f16[16,N]"], &[]),
+            "f16[B,H,3,N]"
+        );
+        assert_eq!(
+            infer(f(), &["f32[B,3,16]", "f32[16,40]", "f32[40]"], &[]),
+            "f32[B,3,40]"
+        );
+        // The bias fixes dims the operands leave open, never widens them.
+        assert_eq!(
+            infer(f(), &["f32[B,3,16]", "f32[16,40]", "f32[7,1,40]"], &[]),
+            "f32[7,3,40]"
+        );
+        assert_eq!(
+            infer(f(), &["f32[?,16]", "f32[16,?]", "f32[5,1]"], &[]),
+            "f32[5,?]"
+        );
+        assert_eq!(infer(f(), &["f32[*]", "f32[16,4]"], &[]), "f32[*]");
+        assert_eq!(infer(f(), &["f32[2,16]", "f32[*]"], &[]), "f32[2,?]");
+        for bad in [
+            &["f32[3,16]", "f32[15,40]"][..],
+            &["f32[16]", "f32[16,40]"],
+            &["f32[3,16]", "f32[2,16,40]"],
+            &["f32[3,16]", "f32[16,40]", "f32[2,40]"],
+            &["f32[3,16]", "f32[16,40]", "f32[1,3,40]"],
+            &["f32[3,16]", "f16[16,40]"],
+            &["i32[3,16]", "i32[16,40]"],
+        ] {
+            assert!(infer(f(), bad, &[]).starts_with("error"), "{bad:?}");
+        }
+        for (m_pad, n_tile, k_split) in [(0, 64, 1), (8, -1, 1), (8, 64, 0)] {
+            let op = FlatGemm {
+                m_pad,
+                n_tile,
+                k_split,
+                double_buffer: true,
+            };
+            assert!(infer(op, &["f32[3,16]", "f32[16,40]"], &[]).starts_with("error"));
+        }
+    }
+
+    #[test]
+    fn gemv_shapes() {
+        assert_eq!(
+            infer(Gemv {}, &["f32[B,1,16]", "f32[16,8]"], &[]),
+            "f32[B,1,8]"
+        );
+        // M can only be 1.
+        assert_eq!(
+            infer(Gemv {}, &["bf16[B,?,16]", "bf16[16,8]", "bf16[8]"], &[]),
+            "bf16[B,1,8]"
+        );
+        assert_eq!(infer(Gemv {}, &["f32[M,16]", "f32[16,8]"], &[]), "f32[1,8]");
+        assert!(infer(Gemv {}, &["f32[2,16]", "f32[16,8]"], &[]).starts_with("error"));
+        assert!(infer(Gemv {}, &["f32[1,16]", "f32[16,8]", "f32[2,8]"], &[]).starts_with("error"));
+    }
+
+    #[test]
+    fn flat_gemm_attributes() {
+        use crate::attr::{AttrValue, Attrs};
+        let attrs = Attrs::new()
+            .with("k_split", AttrValue::Int(4))
+            .with("double_buffer", AttrValue::Sym("true".into()));
+        let op = Op::from_text("flat_gemm", attrs).unwrap().unwrap();
+        let want = FlatGemm {
+            k_split: 4,
+            double_buffer: true,
+            ..flat()
+        };
+        assert_eq!(op, Op::FlatGemm(want));
+        assert_eq!(op.attrs().len(), 2);
+        assert_eq!(
+            Op::from_text("gemv", Attrs::new()).unwrap().unwrap(),
+            Op::Gemv(Gemv {})
+        );
     }
 
     #[test]

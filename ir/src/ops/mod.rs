@@ -316,7 +316,11 @@ ops! {
     ReduceSumSquare "reduce_sum_square" (1..=2 => 1..=1) { keepdims: bool = true, noop_with_empty_axes: bool = false }
     ArgMax "arg_max" (1..=1 => 1..=1) { axis: i64 = 0, keepdims: bool = true, select_last_index: bool = false }
     ArgMin "arg_min" (1..=1 => 1..=1) { axis: i64 = 0, keepdims: bool = true, select_last_index: bool = false }
-    Softmax "softmax" (1..=1 => 1..=1) { axis: i64 = -1 }
+    /// With Saturn's extensions: an optional mask input added to the
+    /// scaled logits, and the algorithm that computes each row.
+    Softmax "softmax" (1..=2 => 1..=1) {
+        axis: i64 = -1, scale: f32 = 1.0, algorithm: SoftmaxAlgorithm = SoftmaxAlgorithm::ThreePass,
+    }
     LogSoftmax "log_softmax" (1..=1 => 1..=1) { axis: i64 = -1 }
     Hardmax "hardmax" (1..=1 => 1..=1) { axis: i64 = -1 }
     CumSum "cum_sum" (2..=2 => 1..=1) { exclusive: bool = false, reverse: bool = false }
@@ -378,6 +382,10 @@ ops! {
     Gemm "gemm" (2..=3 => 1..=1) { alpha: f32 = 1.0, beta: f32 = 1.0, transA: bool = false, transB: bool = false }
     MatMul "matmul" (2..=2 => 1..=1) {}
     MatMulInteger "matmul_integer" (2..=4 => 1..=1) {}
+    /// Saturn: a small-M product scheduled as FlashDecoding++'s flat GEMM.
+    FlatGemm "flat_gemm" (2..=3 => 1..=1) { m_pad: i64 = 8, n_tile: i64 = 64, k_split: i64 = 1, double_buffer: bool = false }
+    /// Saturn: a row vector (M = 1) times a matrix.
+    Gemv "gemv" (2..=3 => 1..=1) {}
     QLinearMatMul "qlinear_matmul" (8..=8 => 1..=1) {}
     Einsum "einsum" (1..=N => 1..=1) { equation: String }
     Det "det" (1..=1 => 1..=1) {}

@@ -1,8 +1,36 @@
 //! Reductions, arg-reductions, softmax-like ops and scans along an axis.
 
-use super::infer::{Infer, InferCx, expect_dtype, normalize_axis, one};
+use super::infer::{Infer, InferCx, broadcast_onto, expect_dtype, normalize_axis, one, same_dtype};
 use super::*;
+use crate::attr_enum;
 use crate::shape::{Dim, Shape};
+
+attr_enum!(
+    /// How Softmax computes a row (one lane along its axis). All three
+    /// give the same values up to rounding; they differ in how many passes
+    /// they make over the row and how they keep `exp` from overflowing.
+    SoftmaxAlgorithm {
+        /// Max, then the sum of `exp(x - max)`, then the quotients.
+        ThreePass = "three_pass",
+        /// No max pass: the sum of `exp(x)` is kept as a mantissa and a
+        /// power-of-two exponent (Dukhan & Ablavatski 2020).
+        TwoPass = "two_pass",
+        /// A running max and a running sum rescaled whenever the max
+        /// grows, then the quotients (Milakov & Gimelshein 2018).
+        Online = "online",
+    }
+);
+
+/// ONNX's Softmax along `axis = -1`: no mask, scale 1, three passes.
+impl Default for Softmax {
+    fn default() -> Softmax {
+        Softmax {
+            axis: -1,
+            scale: 1.0,
+            algorithm: SoftmaxAlgorithm::ThreePass,
+        }
+    }
+}
 
 /// Element types a reduction accepts: the standard integer and float types
 /// (and bool for `ReduceMax`/`ReduceMin`).
@@ -154,7 +182,27 @@ macro_rules! along_axis {
         }
     )*};
 }
-along_axis!(Softmax, LogSoftmax, Hardmax);
+along_axis!(LogSoftmax, Hardmax);
+
+impl Infer for Softmax {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
+        let dtype = expect_dtype(cx, 0, |d| d.is_float() && !d.is_packed(), "a float type")?;
+        let x = cx.input(0)?;
+        if let Some(r) = x.rank() {
+            normalize_axis(self.axis, r)?;
+        }
+        let Some(mask) = cx.opt_input(1) else {
+            return one(x.clone());
+        };
+        same_dtype(cx, 0, 1)?;
+        // The mask broadcasts onto the input, never the other way.
+        let shape = match (x.dims(), mask.dims()) {
+            (Some(xd), Some(md)) => Shape::Ranked(broadcast_onto(xd, md, "the softmax mask")?),
+            _ => x.shape.clone(),
+        };
+        one(TensorType::new(dtype, shape))
+    }
+}
 
 /// The axis of a scan, from its (scalar) input 1.
 pub fn scan_axis(t: &crate::tensor::Tensor, rank: usize) -> Result<usize, OpError> {
@@ -298,6 +346,60 @@ mod tests {
         assert_eq!(infer(noop, &[x, "i64[0]"], &[]), "f32[2,N,4]");
         assert!(infer(sum(true), &[x, "i64[1]"], &[None, axes(&[3])]).starts_with("error"));
         assert!(infer(sum(true), &["string[2]"], &[]).starts_with("error"));
+    }
+
+    #[test]
+    fn softmax_mask_broadcasts_onto_the_input() {
+        let sm = Softmax::default;
+        assert_eq!(infer(sm(), &["f16[B,4]"], &[]), "f16[B,4]");
+        assert_eq!(infer(sm(), &["f32[B,4]", "f32[1,4]"], &[]), "f32[B,4]");
+        assert_eq!(infer(sm(), &["f32[B,4]", "f32[]"], &[]), "f32[B,4]");
+        // A known mask dim other than 1 fixes an open input dim; a
+        // symbolic or unknown one may be 1 and fixes nothing.
+        assert_eq!(infer(sm(), &["f32[?,?]", "f32[3,1]"], &[]), "f32[3,?]");
+        assert_eq!(infer(sm(), &["f32[N,?]", "f32[5,M]"], &[]), "f32[5,?]");
+        assert_eq!(infer(sm(), &["f32[*]", "f32[5]"], &[]), "f32[*]");
+        assert_eq!(infer(sm(), &["f32[2,3]", "f32[*]"], &[]), "f32[2,3]");
+        // Only one way: never widening the input.
+        assert!(infer(sm(), &["f32[2,4]", "f32[3]"], &[]).starts_with("error"));
+        assert!(infer(sm(), &["f32[2,3]", "f32[1,2,3]"], &[]).starts_with("error"));
+        assert!(infer(sm(), &["f32[1,3]", "f32[2,3]"], &[]).starts_with("error"));
+        assert!(infer(sm(), &["f32[2,3]", "f16[3]"], &[]).starts_with("error"));
+        assert!(infer(sm(), &["i32[2,3]"], &[]).starts_with("error"));
+        let axis2 = Softmax {
+            axis: 2,
+            ..Softmax::default()
+        };
+        assert!(infer(axis2, &["f32[2,3]"], &[]).starts_with("error"));
+    }
+
+    #[test]
+    fn softmax_attributes() {
+        use crate::attr::{AttrValue, Attrs};
+        let attrs = Attrs::new()
+            .with("algorithm", AttrValue::Str("two_pass".into()))
+            .with("scale", AttrValue::Float(0.125));
+        let op = Op::from_text("softmax", attrs).unwrap().unwrap();
+        let want = Softmax {
+            axis: -1,
+            scale: 0.125,
+            algorithm: SoftmaxAlgorithm::TwoPass,
+        };
+        assert_eq!(op, Op::Softmax(want));
+        assert_eq!(
+            op.attrs(),
+            vec![
+                ("scale", AttrValue::Float(0.125)),
+                ("algorithm", AttrValue::Sym("two_pass".into())),
+            ]
+        );
+        assert_eq!(
+            SoftmaxAlgorithm::parse("online"),
+            Some(SoftmaxAlgorithm::Online)
+        );
+        assert_eq!(SoftmaxAlgorithm::ThreePass.onnx_name(), "three_pass");
+        let bad = Attrs::new().with("algorithm", AttrValue::Str("four_pass".into()));
+        assert!(Op::from_text("softmax", bad).unwrap().is_err());
     }
 
     #[test]

@@ -240,7 +240,11 @@ fn softmax_like(mut cx: NodeCx) -> Result<(), ImportError> {
     let a = normalize_axis(axis, rank).map_err(|e| cx.err(e.to_string()))?;
     let make = |op_type: &str, axis: i64| -> Op {
         match op_type {
-            "Softmax" => Softmax { axis }.into(),
+            "Softmax" => Softmax {
+                axis,
+                ..Default::default()
+            }
+            .into(),
             "LogSoftmax" => LogSoftmax { axis }.into(),
             _ => Hardmax { axis }.into(),
         }
