@@ -14,7 +14,7 @@ use egg::{CostFunction, Extractor, Id};
 use saturn_ir::builder::merge_types;
 use saturn_ir::interp::implicit_inputs;
 use saturn_ir::ops::Identity;
-use saturn_ir::{Graph, Op, Value};
+use saturn_ir::{Graph, Value};
 
 use super::OptError;
 use super::analysis::{EGraph, GraphAnalysis, explicit_inputs};
@@ -32,9 +32,11 @@ pub struct Encoded {
     pub nodes: Vec<(Id, String)>,
 }
 
-/// Whether an op's outputs are reached through `Proj` nodes.
-pub fn is_multi_output(op: &Op) -> bool {
-    *op.output_arity().end() > 1 || *op.output_arity().start() != 1
+/// Whether a node's outputs are reached through `Proj` nodes: when it has
+/// other than exactly one. A node with one output is its value's e-node,
+/// whatever else its op allows.
+pub fn is_multi_output(outputs: usize) -> bool {
+    outputs != 1
 }
 
 pub fn encode(g: &Graph) -> Encoded {
@@ -62,7 +64,7 @@ pub fn encode(g: &Graph) -> Encoded {
         children.extend(implicit_inputs(g, node).iter().filter_map(|v| class[v.index()]));
         let op = eg.analysis.ops.intern(node.op.clone(), node.outputs.len());
         let id = eg.add(Node::Op(op, children.into()));
-        if is_multi_output(&node.op) {
+        if is_multi_output(node.outputs.len()) {
             for (k, &out) in node.outputs.iter().enumerate() {
                 class[out.index()] = Some(eg.add(Node::Proj(k as u32, [id])));
             }
@@ -193,7 +195,7 @@ impl<CF: CostFunction<Node>> Decoder<'_, CF> {
             }
         }
         let facts = &self.eg[class].data;
-        let multi = is_multi_output(&op);
+        let multi = is_multi_output(n_out);
         let mut outputs = Vec::with_capacity(n_out);
         for k in 0..n_out {
             let ty = facts

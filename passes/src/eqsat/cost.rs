@@ -29,7 +29,9 @@ impl Cost {
         if s.is_nan() || s < 0.0 {
             return Cost::INFINITY;
         }
-        Cost((s * 1e9).round().min(Cost::MAX_FINITE as f64) as u64)
+        let ns = (s * 1e9).round();
+        // `MAX_FINITE as f64` rounds up to 2^64, so compare before converting.
+        if ns >= Cost::MAX_FINITE as f64 { Cost(Cost::MAX_FINITE) } else { Cost(ns as u64) }
     }
 
     pub fn seconds(self) -> f64 {

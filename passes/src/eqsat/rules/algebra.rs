@@ -191,9 +191,15 @@ fn find_neutral(eg: &EGraph, id: Id) -> Vec<Match> {
 /// Output 0 of a dropout that is not training: its input.
 fn find_dropout(eg: &EGraph, id: Id) -> Vec<Match> {
     let mut out = Vec::new();
-    for node in &eg[id].nodes {
-        let Node::Proj(0, [t]) = node else { continue };
-        for (_, c) in find_ops(eg, *t, |op| matches!(op, Op::Dropout(_)).then_some(())) {
+    // The dropout itself when it has one output, or the tuple whose
+    // output 0 this is.
+    let mut owners = vec![id];
+    owners.extend(eg[id].nodes.iter().filter_map(|n| match n {
+        Node::Proj(0, [t]) => Some(*t),
+        _ => None,
+    }));
+    for t in owners {
+        for (_, c) in find_ops(eg, t, |op| matches!(op, Op::Dropout(_)).then_some(())) {
             let training = c.get(2).filter(|&&m| !is_absent(eg, m));
             let off = match training {
                 None => true,
@@ -397,22 +403,15 @@ fn bn_affine(eg: &EGraph, bn: &BatchNormalization, c: &[Id], channels: usize) ->
     Some((k, shift))
 }
 
-/// The BatchNormalization e-nodes (inference, one output) whose output 0
-/// is this class: (bn, its children).
+/// The BatchNormalization e-nodes of this class (inference, one output):
+/// (bn, its children).
 fn batchnorms(eg: &EGraph, id: Id) -> Vec<(BatchNormalization, Vec<Id>)> {
-    let mut out = Vec::new();
-    for node in &eg[id].nodes {
-        let Node::Proj(0, [t]) = node else { continue };
-        for (o, op, c) in ops(eg, *t) {
-            if let Op::BatchNormalization(bn) = op
-                && !bn.training_mode
-                && eg.analysis.ops.outputs(o) == 1
-            {
-                out.push((bn.clone(), c.to_vec()));
-            }
-        }
-    }
-    out
+    ops(eg, id)
+        .filter_map(|(o, op, c)| match op {
+            Op::BatchNormalization(bn) if !bn.training_mode && eg.analysis.ops.outputs(o) == 1 => Some((bn.clone(), c.to_vec())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The convolutions of a class with constant weights (and bias):
