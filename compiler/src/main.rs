@@ -143,7 +143,8 @@ fn run(cmd: Command) -> Result<()> {
                 target: Target::named(&target).expect("checked by clap"),
                 limits: Limits::default(),
             };
-            let names: Vec<String> = passes.unwrap_or_else(|| DEFAULT_PIPELINE.iter().map(|s| s.to_string()).collect());
+            let names: Vec<String> =
+                passes.unwrap_or_else(|| DEFAULT_PIPELINE.iter().map(|s| s.to_string()).collect());
             for p in print_after.iter().chain(&names) {
                 saturn_passes::lookup(p)?;
             }
@@ -185,11 +186,20 @@ fn run(cmd: Command) -> Result<()> {
 fn target_name(s: &str) -> std::result::Result<String, String> {
     match Target::named(s) {
         Some(_) => Ok(s.to_string()),
-        None => Err(format!("unknown target (targets: {})", Target::NAMES.join(", "))),
+        None => Err(format!(
+            "unknown target (targets: {})",
+            Target::NAMES.join(", ")
+        )),
     }
 }
 
-fn run_model(model: &Path, inputs: &Path, outputs: &Path, backend: &str, opt: Option<Target>) -> Result<()> {
+fn run_model(
+    model: &Path,
+    inputs: &Path,
+    outputs: &Path,
+    backend: &str,
+    opt: Option<Target>,
+) -> Result<()> {
     let backend = saturn_backends::lookup(backend)?;
     let mut g = model::load(model)?;
     if let Some(target) = opt {

@@ -121,3 +121,103 @@ fn the_readme_example_runs() {
         assert!((a - e).abs() <= 1e-6 + 1e-5 * e.abs(), "{a} vs {e}");
     }
 }
+
+#[test]
+fn opt_prints_the_optimized_graph_and_a_report() {
+    let dir = temp_dir("cli_opt");
+    let path = dir.join("model.tir");
+    std::fs::write(
+        &path,
+        "graph @g(%x: f32[2,5]) {\n  %axes: i64[1] = const [1]\n  %m: f32[2,1] = reduce_max(%x, %axes)\n  %d: f32[2,5] = sub(%x, %m)\n  %e: f32[2,5] = exp(%d)\n  %s: f32[2,1] = reduce_sum(%e, %axes)\n  %y: f32[2,5] = div(%e, %s)\n  return %y\n}\n",
+    )
+    .unwrap();
+    let out = saturn_cmd()
+        .args([
+            "opt",
+            path.to_str().unwrap(),
+            "--report",
+            "--print-after",
+            "eqsat",
+            "--target",
+            "x86-64-avx512",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ir = String::from_utf8(out.stdout).unwrap();
+    assert!(ir.contains("%y: f32[2,5] = softmax(%x) {axis = 1}"), "{ir}");
+    assert!(!ir.contains("reduce_max"), "{ir}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    for part in [
+        "# after eqsat",
+        "stop reason: saturated",
+        "e-nodes:",
+        "e-classes:",
+        "iterations:",
+        "time:",
+        "softmax-from-exp-over-sum",
+        "cost:",
+    ] {
+        assert!(err.contains(part), "report lacks {part}:\n{err}");
+    }
+}
+
+#[test]
+fn opt_rejects_unknown_targets_and_passes() {
+    let dir = temp_dir("cli_opt_bad");
+    let path = dir.join("model.onnx");
+    write_model(&path, &relu_model());
+    let out = saturn_cmd()
+        .args(["opt", path.to_str().unwrap(), "--target", "z80"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown target"));
+    let out = saturn_cmd()
+        .args(["opt", path.to_str().unwrap(), "--passes", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("unknown pass `nope`") && e.contains("eqsat"),
+        "{e}"
+    );
+}
+
+#[test]
+fn run_with_and_without_the_optimizer_agree() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mlp");
+    let mut results = Vec::new();
+    for flag in [None, Some("--no-opt")] {
+        let out_dir = temp_dir(if flag.is_some() { "noopt" } else { "opt" });
+        let mut cmd = saturn_cmd();
+        cmd.arg("run")
+            .arg(root.join("model.onnx"))
+            .arg("--inputs")
+            .arg(root.join("inputs"))
+            .arg("--outputs")
+            .arg(&out_dir);
+        if let Some(f) = flag {
+            cmd.arg(f);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        results.push(saturn::onnx::tensor::read_file(&out_dir.join("output_0.pb")).unwrap());
+    }
+    let (a, b) = (
+        results[0].as_slice::<f32>().unwrap(),
+        results[1].as_slice::<f32>().unwrap(),
+    );
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
+    }
+}

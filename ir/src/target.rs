@@ -43,7 +43,11 @@ pub struct Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}-bit vectors, {} cores", self.name, self.vector_bits, self.cores)?;
+        write!(
+            f,
+            "{} ({}-bit vectors, {} cores",
+            self.name, self.vector_bits, self.cores
+        )?;
         for c in &self.caches {
             write!(f, ", L{} {} KiB", c.level, c.bytes / 1024)?;
         }
@@ -61,7 +65,8 @@ const NOMINAL_HZ: f64 = 3.0e9;
 
 impl Target {
     /// Names accepted by [`Target::named`].
-    pub const NAMES: &'static [&'static str] = &["host", "x86-64-avx512", "x86-64-avx2", "aarch64-neon"];
+    pub const NAMES: &'static [&'static str] =
+        &["host", "x86-64-avx512", "x86-64-avx2", "aarch64-neon"];
 
     /// A target by name: `host` or one of the fixed reference targets.
     pub fn named(name: &str) -> Option<Target> {
@@ -83,9 +88,21 @@ impl Target {
             vector_bits,
             cores: 2,
             caches: vec![
-                Cache { level: 1, bytes: l1, bandwidth: 200e9 },
-                Cache { level: 2, bytes: l2, bandwidth: 100e9 },
-                Cache { level: 3, bytes: l3, bandwidth: 50e9 },
+                Cache {
+                    level: 1,
+                    bytes: l1,
+                    bandwidth: 200e9,
+                },
+                Cache {
+                    level: 2,
+                    bytes: l2,
+                    bandwidth: 100e9,
+                },
+                Cache {
+                    level: 3,
+                    bytes: l3,
+                    bandwidth: 50e9,
+                },
             ],
             dram_bandwidth: 20e9,
             peak_flops_f32: peak,
@@ -101,7 +118,9 @@ impl Target {
     /// The machine Saturn runs on.
     pub fn host() -> Target {
         let vector_bits = host_vector_bits();
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let mut t = Target::reference("host", vector_bits, 32 << 10, 1 << 20, 16 << 20);
         t.cores = cores;
         if let Some(sizes) = host_cache_sizes() {
@@ -149,12 +168,20 @@ fn host_cache_sizes() -> Option<Vec<(u32, u64)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let p = entry.path();
-        let read = |f: &str| std::fs::read_to_string(p.join(f)).ok().map(|s| s.trim().to_string());
+        let read = |f: &str| {
+            std::fs::read_to_string(p.join(f))
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
         if read("type").as_deref() == Some("Instruction") {
             continue;
         }
-        let (Some(level), Some(size)) = (read("level"), read("size")) else { continue };
-        let Ok(level) = level.parse::<u32>() else { continue };
+        let (Some(level), Some(size)) = (read("level"), read("size")) else {
+            continue;
+        };
+        let Ok(level) = level.parse::<u32>() else {
+            continue;
+        };
         let bytes = match size.strip_suffix('K') {
             Some(k) => k.parse::<u64>().ok().map(|k| k << 10),
             None => match size.strip_suffix('M') {

@@ -53,11 +53,13 @@ impl Pass for EqSat {
     }
 
     fn run(&self, graph: Graph, cx: &PassContext) -> Result<PassOutput, PassError> {
-        let (graph, report) = eqsat::optimize_with(&graph, &cx.target, &eqsat::rules::all(), &cx.limits)
-            .map_err(|e| PassError::Failed {
-                pass: "eqsat",
-                msg: e.to_string(),
-            })?;
+        let (graph, report) =
+            eqsat::optimize_with(&graph, &cx.target, &eqsat::rules::all(), &cx.limits).map_err(
+                |e| PassError::Failed {
+                    pass: "eqsat",
+                    msg: e.to_string(),
+                },
+            )?;
         Ok(PassOutput {
             graph,
             report: Some(report),
@@ -72,10 +74,14 @@ pub static PASSES: &[&dyn Pass] = &[&EqSat];
 pub const DEFAULT_PIPELINE: &[&str] = &["eqsat"];
 
 pub fn lookup(name: &str) -> Result<&'static dyn Pass, PassError> {
-    PASSES.iter().copied().find(|p| p.name() == name).ok_or_else(|| {
-        let names: Vec<&str> = PASSES.iter().map(|p| p.name()).collect();
-        PassError::Unknown(name.to_string(), names.join(", "))
-    })
+    PASSES
+        .iter()
+        .copied()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = PASSES.iter().map(|p| p.name()).collect();
+            PassError::Unknown(name.to_string(), names.join(", "))
+        })
 }
 
 /// Runs passes in order; `after` sees the graph and report after each.

@@ -27,14 +27,18 @@ impl Rng {
 
     fn tensor(&mut self, shape: &[usize], scale: f64) -> Tensor {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| ((self.next() * 2.0 - 1.0) * scale) as f32).collect();
+        let v: Vec<f32> = (0..n)
+            .map(|_| ((self.next() * 2.0 - 1.0) * scale) as f32)
+            .collect();
         Tensor::from_vec(shape.to_vec(), v)
     }
 
     /// Values in [lo, hi).
     fn positive(&mut self, shape: &[usize], lo: f64, hi: f64) -> Tensor {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| (lo + self.next() * (hi - lo)) as f32).collect();
+        let v: Vec<f32> = (0..n)
+            .map(|_| (lo + self.next() * (hi - lo)) as f32)
+            .collect();
         Tensor::from_vec(shape.to_vec(), v)
     }
 }
@@ -54,16 +58,29 @@ fn check(g: Graph, rule: &str, inputs: Vec<Tensor>) {
     let expect = interp::run(&g, inputs.clone()).unwrap();
     let r = rules::by_name(rule).unwrap_or_else(|| panic!("no rule {rule}"));
     let target = Target::named("x86-64-avx512").unwrap();
-    let (out, report) = optimize_extracting(&g, &target, &[r], &Limits::default(), Extract::Rewritten).unwrap();
-    assert!(report.fired[rule] > 0, "{rule} did not fire on\n{}", print(&g));
-    assert_eq!(report.type_conflicts, 0, "{rule} merged values of different types");
+    let (out, report) =
+        optimize_extracting(&g, &target, &[r], &Limits::default(), Extract::Rewritten).unwrap();
+    assert!(
+        report.fired[rule] > 0,
+        "{rule} did not fire on\n{}",
+        print(&g)
+    );
+    assert_eq!(
+        report.type_conflicts, 0,
+        "{rule} merged values of different types"
+    );
     let got = interp::run(&out, inputs).unwrap_or_else(|e| panic!("{e}\n{}", print(&out)));
     for (i, (e, a)) in expect.iter().zip(&got).enumerate() {
         assert_eq!(e.shape(), a.shape(), "output {i}");
         assert_eq!(e.dtype(), a.dtype(), "output {i}");
         for k in 0..e.numel() {
             let (x, y) = (a.get_f64(k), e.get_f64(k));
-            assert!(close(x, y), "{rule}: output {i}[{k}] is {x}, expected {y}\nbefore:\n{}\nafter:\n{}", print(&g), print(&out));
+            assert!(
+                close(x, y),
+                "{rule}: output {i}[{k}] is {x}, expected {y}\nbefore:\n{}\nafter:\n{}",
+                print(&g),
+                print(&out)
+            );
         }
     }
 }
@@ -267,15 +284,28 @@ proptest! {
 
 /// Softmax written out as ONNX function bodies and exporters do.
 fn written_softmax(b: &mut GraphBuilder, x: Value, axis: i64, keepdims: bool, log: bool) -> Value {
-    let axes = b.fresh_constant("axes", Tensor::from_vec(vec![1], vec![axis])).unwrap();
-    let reduce = |keepdims| ReduceMax { keepdims, noop_with_empty_axes: false };
+    let axes = b
+        .fresh_constant("axes", Tensor::from_vec(vec![1], vec![axis]))
+        .unwrap();
+    let reduce = |keepdims| ReduceMax {
+        keepdims,
+        noop_with_empty_axes: false,
+    };
     let mut m = b.op(reduce(keepdims), &[x, axes]).unwrap();
     if !keepdims {
         m = b.op(Unsqueeze {}, &[m, axes]).unwrap();
     }
     let d = b.op(Sub {}, &[x, m]).unwrap();
     let e = b.op(Exp {}, &[d]).unwrap();
-    let s = b.op(ReduceSum { keepdims: true, noop_with_empty_axes: false }, &[e, axes]).unwrap();
+    let s = b
+        .op(
+            ReduceSum {
+                keepdims: true,
+                noop_with_empty_axes: false,
+            },
+            &[e, axes],
+        )
+        .unwrap();
     if log {
         let l = b.op(Log {}, &[s]).unwrap();
         b.op(Sub {}, &[d, l]).unwrap()
@@ -455,15 +485,37 @@ fn every_rule_has_a_soundness_case() {
     // The rule names exercised above; a new rule must be added here and
     // get a case.
     let covered = [
-        "transpose-of-transpose", "view-of-view", "no-op-removal", "neutral-element", "dropout-at-inference",
-        "matmul-transposed-b-to-gemm", "gemm-constant-transposed-b", "gemm-to-matmul", "broadcast-of-expand",
-        "constant-chain", "batchnorm-into-conv", "batchnorm-into-gemm", "channel-affine-into-conv",
-        "softmax-from-exp-over-sum", "log-softmax-from-sub-log-sum", "softmax-fold-scale", "softmax-fold-mask",
-        "attention-from-softmax-of-scores", "attention-absorbs-head-layout", "softmax-three-pass-to-two-pass",
-        "softmax-three-pass-to-online", "softmax-two-pass-to-three-pass", "softmax-online-to-three-pass",
-        "matmul-to-flat-gemm", "matmul-to-gemv",
+        "transpose-of-transpose",
+        "view-of-view",
+        "no-op-removal",
+        "neutral-element",
+        "dropout-at-inference",
+        "matmul-transposed-b-to-gemm",
+        "gemm-constant-transposed-b",
+        "gemm-to-matmul",
+        "broadcast-of-expand",
+        "constant-chain",
+        "batchnorm-into-conv",
+        "batchnorm-into-gemm",
+        "channel-affine-into-conv",
+        "softmax-from-exp-over-sum",
+        "log-softmax-from-sub-log-sum",
+        "softmax-fold-scale",
+        "softmax-fold-mask",
+        "attention-from-softmax-of-scores",
+        "attention-absorbs-head-layout",
+        "softmax-three-pass-to-two-pass",
+        "softmax-three-pass-to-online",
+        "softmax-two-pass-to-three-pass",
+        "softmax-online-to-three-pass",
+        "matmul-to-flat-gemm",
+        "matmul-to-gemv",
     ];
     for r in rules::all() {
-        assert!(covered.contains(&r.name), "rule {} has no soundness case", r.name);
+        assert!(
+            covered.contains(&r.name),
+            "rule {} has no soundness case",
+            r.name
+        );
     }
 }

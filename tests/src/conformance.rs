@@ -74,13 +74,13 @@ pub fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 }
 
 /// Turns an imported graph into the one to run (e.g. optimizes it).
-pub type Prepare = dyn Fn(Graph) -> Result<Graph, String> + Sync;
+pub type Prepare<'a> = dyn Fn(Graph) -> Result<Graph, String> + Sync + 'a;
 /// Runs a graph on inputs.
-pub type Runner = dyn Fn(&Graph, Vec<Tensor>) -> Result<Vec<Tensor>, String> + Sync;
+pub type Runner<'a> = dyn Fn(&Graph, Vec<Tensor>) -> Result<Vec<Tensor>, String> + Sync + 'a;
 
 /// Runs one case: imports the model with `prepare` (which may transform
 /// it), runs every data set with `run` and compares. `Err` says why not.
-pub fn run_case(case: &Case, prepare: &Prepare, run: &Runner) -> Result<(), String> {
+pub fn run_case(case: &Case, prepare: &Prepare<'_>, run: &Runner<'_>) -> Result<(), String> {
     let g =
         saturn::model::load(&case.dir.join("model.onnx")).map_err(|e| format!("import: {e}"))?;
     let g = prepare(g)?;
@@ -119,7 +119,7 @@ pub fn run_case(case: &Case, prepare: &Prepare, run: &Runner) -> Result<(), Stri
 pub type Results = BTreeMap<String, Option<String>>;
 
 /// Runs every case on all cores.
-pub fn run_all(cases: &[Case], prepare: &Prepare, run: &Runner) -> Results {
+pub fn run_all(cases: &[Case], prepare: &Prepare<'_>, run: &Runner<'_>) -> Results {
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Results::new());
     let threads = std::thread::available_parallelism()

@@ -12,10 +12,17 @@ use saturn_tests::conformance::{all_cases, check_expectations, report_filtered, 
 #[test]
 fn optimized_conformance() {
     let cases = all_cases();
-    assert!(cases.len() > 2000, "expected the full ONNX test data, found {} cases", cases.len());
+    assert!(
+        cases.len() > 2000,
+        "expected the full ONNX test data, found {} cases",
+        cases.len()
+    );
     let filter = std::env::var("SATURN_CASES").ok();
     let cases: Vec<_> = match &filter {
-        Some(f) => cases.into_iter().filter(|c| c.id.contains(f.as_str())).collect(),
+        Some(f) => cases
+            .into_iter()
+            .filter(|c| c.id.contains(f.as_str()))
+            .collect(),
         None => cases,
     };
     let target = Target::named("x86-64-avx512").unwrap();
@@ -24,7 +31,10 @@ fn optimized_conformance() {
         &|g| {
             let (g, report) = optimize(&g, &target).map_err(|e| format!("optimize: {e}"))?;
             if report.type_conflicts > 0 {
-                return Err(format!("optimize: {} type conflicts", report.type_conflicts));
+                return Err(format!(
+                    "optimize: {} type conflicts",
+                    report.type_conflicts
+                ));
             }
             Ok(g)
         },
@@ -36,5 +46,10 @@ fn optimized_conformance() {
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("expectations/interp.txt");
     let problems = check_expectations(&path, &results, false);
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }

@@ -16,47 +16,62 @@ use saturn_passes::{Limits, PassContext, run_pipeline};
 fn header<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines()
         .take_while(|l| l.starts_with('#'))
-        .find_map(|l| l.strip_prefix('#')?.trim().strip_prefix(key)?.strip_prefix(':').map(str::trim))
+        .find_map(|l| {
+            l.strip_prefix('#')?
+                .trim()
+                .strip_prefix(key)?
+                .strip_prefix(':')
+                .map(str::trim)
+        })
 }
 
 #[test]
 fn pass_snapshots() {
-    insta::glob!("../passes/*.tir", |path| {
-        let text = std::fs::read_to_string(path).unwrap();
-        let pipeline: Vec<&str> = header(&text, "pipeline")
-            .unwrap_or_else(|| panic!("{}: no `# pipeline:` header", path.display()))
-            .split(',')
-            .map(str::trim)
-            .collect();
-        let target = header(&text, "target")
-            .and_then(Target::named)
-            .unwrap_or_else(|| panic!("{}: no known `# target:` header", path.display()));
-        let g = parse(&text).unwrap_or_else(|e| panic!("{}:{e}", path.display()));
-        saturn_ir::verify::verify(&g).unwrap();
-        let cx = PassContext {
-            target,
-            limits: Limits::default(),
-        };
-        let mut notes = String::new();
-        let out = run_pipeline(g, &pipeline, &cx, &mut |pass, _, report| {
-            if let Some(r) = report {
-                let _ = writeln!(notes, "# {pass}: rules fired:");
-                for (name, n) in r.fired.iter().filter(|(_, n)| **n > 0) {
-                    let _ = writeln!(notes, "#   {name}");
-                    let _ = n;
-                }
-                for d in &r.decisions {
-                    let _ = writeln!(notes, "# {pass}: choice for {}:", d.ty);
-                    for (i, (op, e)) in d.alternatives.iter().enumerate() {
-                        let mark = if i == 0 { "*" } else { " " };
-                        let _ = writeln!(notes, "#   {mark} {op}: {} ({})", e.cost, e.bound);
+    insta::glob!(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/passes"),
+        "*.tir",
+        |path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let pipeline: Vec<&str> = header(&text, "pipeline")
+                .unwrap_or_else(|| panic!("{}: no `# pipeline:` header", path.display()))
+                .split(',')
+                .map(str::trim)
+                .collect();
+            let target = header(&text, "target")
+                .and_then(Target::named)
+                .unwrap_or_else(|| panic!("{}: no known `# target:` header", path.display()));
+            let g = parse(&text).unwrap_or_else(|e| panic!("{}:{e}", path.display()));
+            saturn_ir::verify::verify(&g).unwrap();
+            let cx = PassContext {
+                target,
+                limits: Limits::default(),
+            };
+            let mut notes = String::new();
+            let out = run_pipeline(g, &pipeline, &cx, &mut |pass, _, report| {
+                if let Some(r) = report {
+                    let _ = writeln!(notes, "# {pass}: rules fired:");
+                    for (name, n) in r.fired.iter().filter(|(_, n)| **n > 0) {
+                        let _ = writeln!(notes, "#   {name}");
+                        let _ = n;
                     }
+                    for d in &r.decisions {
+                        let _ = writeln!(notes, "# {pass}: choice for {}:", d.ty);
+                        for (i, (op, e)) in d.alternatives.iter().enumerate() {
+                            let mark = if i == 0 { "*" } else { " " };
+                            let _ = writeln!(notes, "#   {mark} {op}: {} ({})", e.cost, e.bound);
+                        }
+                    }
+                    assert_eq!(
+                        r.type_conflicts,
+                        0,
+                        "{}: a rule merged values of different types",
+                        path.display()
+                    );
                 }
-                assert_eq!(r.type_conflicts, 0, "{}: a rule merged values of different types", path.display());
-            }
-        })
-        .unwrap();
-        saturn_ir::verify::verify(&out).unwrap();
-        insta::assert_snapshot!(format!("{notes}{}", print(&out)));
-    });
+            })
+            .unwrap();
+            saturn_ir::verify::verify(&out).unwrap();
+            insta::assert_snapshot!(format!("{notes}{}", print(&out)));
+        }
+    );
 }

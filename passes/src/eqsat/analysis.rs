@@ -16,6 +16,10 @@ pub type EGraph = egg::EGraph<Node, GraphAnalysis>;
 /// Largest result (in elements) folded into a constant.
 pub const FOLD_LIMIT: u64 = 1 << 23;
 
+/// A match a rule applied: its name, the root and matched classes, and
+/// the match's numbers (floats as bits).
+pub type AppliedMatch = (&'static str, Vec<Id>, Vec<i64>, Vec<u64>);
+
 /// Tables and inputs the analysis reads; the e-graph owns it.
 pub struct GraphAnalysis {
     pub ops: OpTable,
@@ -27,6 +31,10 @@ pub struct GraphAnalysis {
     pub conflicts: usize,
     /// The target, for rules whose result depends on it (tile sizes).
     pub target: Target,
+    /// Matches already applied (rule, match): egg finds a match again in
+    /// every iteration, and building it again would redo its work (such as
+    /// folding a BatchNorm into convolution weights) for nothing.
+    pub applied: std::collections::HashSet<AppliedMatch>,
 }
 
 impl Default for GraphAnalysis {
@@ -37,6 +45,7 @@ impl Default for GraphAnalysis {
             inputs: Vec::new(),
             conflicts: 0,
             target: Target::named("x86-64-avx512").expect("a reference target"),
+            applied: Default::default(),
         }
     }
 }
@@ -113,12 +122,17 @@ pub fn infer_op(
     }
     let foldable = out.len() == 1
         && op.subgraphs().is_empty()
-        && types.iter().zip(&values).all(|(t, v)| t.is_none() || v.is_some())
+        && types
+            .iter()
+            .zip(&values)
+            .all(|(t, v)| t.is_none() || v.is_some())
         && out[0].shape.numel().is_some_and(|n| n <= FOLD_LIMIT)
         && values.iter().any(|v| v.is_some());
     let folded = if foldable {
         let refs: Vec<Option<&Tensor>> = values.iter().map(|v| v.as_deref()).collect();
-        interp::eval_op(op, &refs, &out).ok().and_then(|mut v| v.pop())
+        interp::eval_op(op, &refs, &out)
+            .ok()
+            .and_then(|mut v| v.pop())
     } else {
         None
     };
@@ -136,7 +150,13 @@ impl Analysis<Node> for GraphAnalysis {
         };
         match enode {
             Node::Input(i) => Facts {
-                types: egraph.analysis.inputs.get(*i as usize).cloned().into_iter().collect(),
+                types: egraph
+                    .analysis
+                    .inputs
+                    .get(*i as usize)
+                    .cloned()
+                    .into_iter()
+                    .collect(),
                 ..none
             },
             Node::Const(c) => {
@@ -147,9 +167,18 @@ impl Analysis<Node> for GraphAnalysis {
                     absent: false,
                 }
             }
-            Node::Absent => Facts { absent: true, ..none },
+            Node::Absent => Facts {
+                absent: true,
+                ..none
+            },
             Node::Proj(k, [tuple]) => Facts {
-                types: egraph[*tuple].data.types.get(*k as usize).cloned().into_iter().collect(),
+                types: egraph[*tuple]
+                    .data
+                    .types
+                    .get(*k as usize)
+                    .cloned()
+                    .into_iter()
+                    .collect(),
                 ..none
             },
             Node::Op(o, children) => {

@@ -61,7 +61,11 @@ pub fn encode(g: &Graph) -> Encoded {
             .iter()
             .map(|v| v.and_then(|v| class[v.index()]).unwrap_or(absent))
             .collect();
-        children.extend(implicit_inputs(g, node).iter().filter_map(|v| class[v.index()]));
+        children.extend(
+            implicit_inputs(g, node)
+                .iter()
+                .filter_map(|v| class[v.index()]),
+        );
         let op = eg.analysis.ops.intern(node.op.clone(), node.outputs.len());
         let id = eg.add(Node::Op(op, children.into()));
         if is_multi_output(node.outputs.len()) {
@@ -89,7 +93,11 @@ pub fn encode(g: &Graph) -> Encoded {
         values.push((id, d.name.clone()));
     }
     eg.rebuild();
-    let outputs = g.outputs().iter().map(|v| class[v.index()].expect("outputs are defined")).collect();
+    let outputs = g
+        .outputs()
+        .iter()
+        .map(|v| class[v.index()].expect("outputs are defined"))
+        .collect();
     Encoded {
         egraph: eg,
         outputs,
@@ -126,7 +134,9 @@ impl<CF: CostFunction<Node>> Decoder<'_, CF> {
             return Ok(v);
         }
         if self.in_progress.contains(&class) {
-            return Err(OptError::Extraction("the extracted graph has a cycle".into()));
+            return Err(OptError::Extraction(
+                "the extracted graph has a cycle".into(),
+            ));
         }
         self.in_progress.push(class);
         let v = match self.ex.find_best_node(class).clone() {
@@ -134,14 +144,23 @@ impl<CF: CostFunction<Node>> Decoder<'_, CF> {
             Node::Const(c) => {
                 let t = self.eg.analysis.value(c).clone();
                 let name = self.name_for(class, "const");
-                self.out.add_const(name, t).map_err(|e| OptError::Extraction(e.to_string()))?
+                self.out
+                    .add_const(name, t)
+                    .map_err(|e| OptError::Extraction(e.to_string()))?
             }
-            Node::Absent => return Err(OptError::Extraction("an omitted input is used as a value".into())),
+            Node::Absent => {
+                return Err(OptError::Extraction(
+                    "an omitted input is used as a value".into(),
+                ));
+            }
             Node::Proj(k, [t]) => {
                 let outs = self.tuple(t)?;
-                *outs
-                    .get(k as usize)
-                    .ok_or_else(|| OptError::Extraction(format!("output {k} of a node with {} outputs", outs.len())))?
+                *outs.get(k as usize).ok_or_else(|| {
+                    OptError::Extraction(format!(
+                        "output {k} of a node with {} outputs",
+                        outs.len()
+                    ))
+                })?
             }
             Node::Op(o, children) => {
                 let outs = self.node(class, o, &children)?;
@@ -160,24 +179,40 @@ impl<CF: CostFunction<Node>> Decoder<'_, CF> {
         }
         match self.ex.find_best_node(class).clone() {
             Node::Op(o, children) => self.node(class, o, &children),
-            other => Err(OptError::Extraction(format!("{other:?} is not a multi-output op"))),
+            other => Err(OptError::Extraction(format!(
+                "{other:?} is not a multi-output op"
+            ))),
         }
     }
 
     /// Emits the node for an op e-node (its inputs first).
-    fn node(&mut self, class: Id, o: super::lang::OpId, children: &[Id]) -> Result<Vec<Value>, OptError> {
+    fn node(
+        &mut self,
+        class: Id,
+        o: super::lang::OpId,
+        children: &[Id],
+    ) -> Result<Vec<Value>, OptError> {
         let mut op = self.eg.analysis.op(o).clone();
         let n_out = self.eg.analysis.ops.outputs(o);
         let n = explicit_inputs(&op, children.len());
         let mut inputs = Vec::with_capacity(n);
         for &c in &children[..n] {
-            inputs.push(if self.eg[c].data.absent { None } else { Some(self.value(c)?) });
+            inputs.push(if self.eg[c].data.absent {
+                None
+            } else {
+                Some(self.value(c)?)
+            });
         }
         // Captured values must carry the names the subgraphs use.
         let captured: Vec<String> = op
             .subgraphs()
             .iter()
-            .flat_map(|g| g.captures().iter().map(|&c| g.name(c).to_string()).collect::<Vec<_>>())
+            .flat_map(|g| {
+                g.captures()
+                    .iter()
+                    .map(|&c| g.name(c).to_string())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         for (&c, want) in children[n..].iter().zip(&captured) {
             let v = self.value(c)?;
@@ -198,13 +233,13 @@ impl<CF: CostFunction<Node>> Decoder<'_, CF> {
         let multi = is_multi_output(n_out);
         let mut outputs = Vec::with_capacity(n_out);
         for k in 0..n_out {
-            let ty = facts
-                .types
-                .get(k)
-                .cloned()
-                .ok_or_else(|| OptError::Extraction(format!("no type for output {k} of {}", op.name())))?;
+            let ty = facts.types.get(k).cloned().ok_or_else(|| {
+                OptError::Extraction(format!("no type for output {k} of {}", op.name()))
+            })?;
             let out_class = if multi {
-                self.eg.lookup(Node::Proj(k as u32, [class])).unwrap_or(class)
+                self.eg
+                    .lookup(Node::Proj(k as u32, [class]))
+                    .unwrap_or(class)
             } else {
                 class
             };
@@ -240,7 +275,9 @@ pub fn decode<CF: CostFunction<Node>>(
     let mut names = HashMap::new();
     // Output names first: they are kept exactly.
     for (&o, &v) in enc.outputs.iter().zip(original.outputs()) {
-        names.entry(eg.find(o)).or_insert_with(|| original.name(v).to_string());
+        names
+            .entry(eg.find(o))
+            .or_insert_with(|| original.name(v).to_string());
     }
     for (id, name) in &enc.values {
         names.entry(eg.find(*id)).or_insert_with(|| name.clone());
@@ -248,7 +285,9 @@ pub fn decode<CF: CostFunction<Node>>(
     let mut node_names = HashMap::new();
     for (id, name) in &enc.nodes {
         if !name.is_empty() {
-            node_names.entry(eg.find(*id)).or_insert_with(|| name.clone());
+            node_names
+                .entry(eg.find(*id))
+                .or_insert_with(|| name.clone());
         }
     }
     let mut out = Graph::new(original.name.clone());
@@ -279,7 +318,12 @@ pub fn decode<CF: CostFunction<Node>>(
             let ty = d.out.ty(v).clone();
             let id = d
                 .out
-                .add_node("", Identity {}.into(), vec![Some(v)], vec![(want.to_string(), ty)])
+                .add_node(
+                    "",
+                    Identity {}.into(),
+                    vec![Some(v)],
+                    vec![(want.to_string(), ty)],
+                )
                 .map_err(|e| OptError::Extraction(e.to_string()))?;
             d.node_classes.push(eg.find(o));
             d.out.node(id).outputs[0]

@@ -76,6 +76,8 @@ pub struct Report {
     pub enodes: usize,
     pub eclasses: usize,
     pub time: Duration,
+    /// Time spent encoding the graph, saturating, and extracting.
+    pub phases: [Duration; 3],
     /// How often each rule fired, by name (rules that never fired: 0).
     pub fired: BTreeMap<String, usize>,
     pub cost_before: Cost,
@@ -95,7 +97,15 @@ impl fmt::Display for Report {
         writeln!(f, "iterations:  {}", self.iterations)?;
         writeln!(f, "e-nodes:     {}", self.enodes)?;
         writeln!(f, "e-classes:   {}", self.eclasses)?;
-        writeln!(f, "time:        {:.1} ms", self.time.as_secs_f64() * 1e3)?;
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        writeln!(
+            f,
+            "time:        {:.1} ms (encode {:.1}, saturate {:.1}, extract {:.1})",
+            ms(&self.time),
+            ms(&self.phases[0]),
+            ms(&self.phases[1]),
+            ms(&self.phases[2])
+        )?;
         writeln!(
             f,
             "cost:        {} -> {} (estimated, {} -> {} nodes)",
@@ -109,7 +119,10 @@ impl fmt::Display for Report {
             writeln!(f, "  {n:6}  {name}")?;
         }
         if !self.decisions.is_empty() {
-            writeln!(f, "kernel choices (estimated time, bytes moved, flops, limit):")?;
+            writeln!(
+                f,
+                "kernel choices (estimated time, bytes moved, flops, limit):"
+            )?;
             for d in &self.decisions {
                 writeln!(f, "  {}:", d.ty)?;
                 for (i, (op, e)) in d.alternatives.iter().enumerate() {
@@ -150,11 +163,23 @@ struct CostFn<'a> {
 }
 
 /// The estimate of one op e-node from its classes' types.
-fn node_estimate(egraph: &EGraph, model: &dyn CostModel, op: &Op, children: &[Id], class_types: &[TensorType]) -> Option<Estimate> {
+fn node_estimate(
+    egraph: &EGraph,
+    model: &dyn CostModel,
+    op: &Op,
+    children: &[Id],
+    class_types: &[TensorType],
+) -> Option<Estimate> {
     let n = explicit_inputs(op, children.len());
     let inputs: Vec<Option<&TensorType>> = children[..n]
         .iter()
-        .map(|&c| if egraph[c].data.absent { None } else { egraph[c].data.ty() })
+        .map(|&c| {
+            if egraph[c].data.absent {
+                None
+            } else {
+                egraph[c].data.ty()
+            }
+        })
         .collect();
     if class_types.is_empty() {
         return None;
@@ -182,7 +207,10 @@ impl CostFunction<Node> for CostFn<'_> {
                 let op = self.egraph.analysis.op(*o);
                 // The types of the class the node is in; any child's class
                 // is found the same way.
-                let class = self.egraph.lookup(enode.clone()).map(|c| self.egraph[c].data.types.clone());
+                let class = self
+                    .egraph
+                    .lookup(enode.clone())
+                    .map(|c| self.egraph[c].data.types.clone());
                 match class.and_then(|t| node_estimate(self.egraph, self.model, op, children, &t)) {
                     Some(e) => e.cost,
                     None => Cost::INFINITY,
@@ -201,7 +229,8 @@ pub fn graph_cost(g: &Graph, model: &dyn CostModel) -> Cost {
     g.nodes()
         .iter()
         .map(|n| {
-            let inputs: Vec<Option<&TensorType>> = n.inputs.iter().map(|v| v.map(|v| g.ty(v))).collect();
+            let inputs: Vec<Option<&TensorType>> =
+                n.inputs.iter().map(|v| v.map(|v| g.ty(v))).collect();
             let outputs: Vec<TensorType> = n.outputs.iter().map(|&v| g.ty(v).clone()).collect();
             model.estimate(&n.op, &inputs, &outputs).cost
         })
@@ -211,7 +240,15 @@ pub fn graph_cost(g: &Graph, model: &dyn CostModel) -> Cost {
 /// Ops between which the cost model chooses; the report explains those
 /// choices.
 fn is_choice(op: &Op) -> bool {
-    matches!(op, Op::Softmax(_) | Op::MatMul(_) | Op::Gemm(_) | Op::FlatGemm(_) | Op::Gemv(_) | Op::Attention(_))
+    matches!(
+        op,
+        Op::Softmax(_)
+            | Op::MatMul(_)
+            | Op::Gemm(_)
+            | Op::FlatGemm(_)
+            | Op::Gemv(_)
+            | Op::Attention(_)
+    )
 }
 
 fn op_text(op: &Op) -> String {
@@ -226,11 +263,20 @@ fn op_text(op: &Op) -> String {
             other => format!("{k} = <{}>", other.kind()),
         })
         .collect();
-    if attrs.is_empty() { op.name().to_string() } else { format!("{} {{{}}}", op.name(), attrs.join(", ")) }
+    if attrs.is_empty() {
+        op.name().to_string()
+    } else {
+        format!("{} {{{}}}", op.name(), attrs.join(", "))
+    }
 }
 
 /// Optimizes a graph for a target with the given rules and bounds.
-pub fn optimize_with(g: &Graph, target: &Target, rules: &[Rule], limits: &Limits) -> Result<(Graph, Report), OptError> {
+pub fn optimize_with(
+    g: &Graph,
+    target: &Target,
+    rules: &[Rule],
+    limits: &Limits,
+) -> Result<(Graph, Report), OptError> {
     optimize_extracting(g, target, rules, limits, Extract::Cheapest)
 }
 
@@ -246,8 +292,13 @@ pub fn optimize_extracting(
     let model = Roofline::new(target.clone());
     let mut enc = convert::encode(g);
     enc.egraph.analysis.target = target.clone();
-    let original_nodes: Vec<Node> = enc.egraph.classes().flat_map(|c| c.nodes.iter().cloned()).collect();
+    let original_nodes: Vec<Node> = enc
+        .egraph
+        .classes()
+        .flat_map(|c| c.nodes.iter().cloned())
+        .collect();
     let rewrites: Vec<_> = rules.iter().map(|r| r.rewrite()).collect();
+    let t_encode = start.elapsed();
     let runner = Runner::default()
         .with_egraph(std::mem::take(&mut enc.egraph))
         .with_node_limit(limits.nodes)
@@ -262,13 +313,15 @@ pub fn optimize_extracting(
         Some(StopReason::Other(s)) => s.clone(),
         None => "not run".into(),
     };
-    let mut fired: BTreeMap<String, usize> = rules.iter().map(|r| (r.name.to_string(), 0)).collect();
+    let mut fired: BTreeMap<String, usize> =
+        rules.iter().map(|r| (r.name.to_string(), 0)).collect();
     for it in &runner.iterations {
         for (name, n) in &it.applied {
             *fired.entry(name.to_string()).or_default() += n;
         }
     }
     let iterations = runner.iterations.len();
+    let t_run = start.elapsed();
     enc.egraph = runner.egraph;
     let eg = &enc.egraph;
     let original = (extract == Extract::Rewritten).then(|| {
@@ -320,7 +373,11 @@ pub fn optimize_extracting(
             alts.insert(0, c);
         }
         decisions.push(Decision {
-            ty: types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "),
+            ty: types
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             alternatives: alts,
         });
     }
@@ -332,6 +389,7 @@ pub fn optimize_extracting(
         enodes: eg.total_number_of_nodes(),
         eclasses: eg.number_of_classes(),
         time: start.elapsed(),
+        phases: [t_encode, t_run - t_encode, start.elapsed() - t_run],
         fired,
         cost_before: graph_cost(g, &model),
         cost_after: graph_cost(&out, &model),

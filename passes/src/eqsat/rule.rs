@@ -63,14 +63,23 @@ const MAX_IDS: usize = 16;
 
 fn vars() -> &'static [Var] {
     static VARS: OnceLock<Vec<Var>> = OnceLock::new();
-    VARS.get_or_init(|| (0..MAX_IDS).map(|i| format!("?{i}").parse().unwrap()).collect())
+    VARS.get_or_init(|| {
+        (0..MAX_IDS)
+            .map(|i| format!("?{i}").parse().unwrap())
+            .collect()
+    })
 }
 
 struct RuleSearcher(Rule);
 struct RuleApplier(Rule);
 
 impl Searcher<Node, GraphAnalysis> for RuleSearcher {
-    fn search_eclass_with_limit(&self, egraph: &EGraph, eclass: Id, limit: usize) -> Option<SearchMatches<'_, Node>> {
+    fn search_eclass_with_limit(
+        &self,
+        egraph: &EGraph,
+        eclass: Id,
+        limit: usize,
+    ) -> Option<SearchMatches<'_, Node>> {
         let matches = (self.0.find)(egraph, eclass);
         let substs: Vec<Subst> = matches
             .iter()
@@ -105,22 +114,44 @@ impl Applier<Node, GraphAnalysis> for RuleApplier {
         _rule: Symbol,
     ) -> Vec<Id> {
         // The match is found again, so that its numbers come with it.
-        let wanted: Vec<Id> = vars().iter().map_while(|v| subst.get(*v)).map(|&id| egraph.find(id)).collect();
+        let wanted: Vec<Id> = vars()
+            .iter()
+            .map_while(|v| subst.get(*v))
+            .map(|&id| egraph.find(id))
+            .collect();
         let found = (self.0.find)(egraph, eclass).into_iter().find(|m| {
-            m.ids.len() == wanted.len() && m.ids.iter().zip(&wanted).all(|(&a, &b)| egraph.find(a) == b)
+            m.ids.len() == wanted.len()
+                && m.ids
+                    .iter()
+                    .zip(&wanted)
+                    .all(|(&a, &b)| egraph.find(a) == b)
         });
         let Some(m) = found else { return vec![] };
+        let key = (
+            self.0.name,
+            std::iter::once(egraph.find(eclass)).chain(wanted).collect(),
+            m.ints.clone(),
+            m.floats.iter().map(|f| f.to_bits()).collect(),
+        );
+        if !egraph.analysis.applied.insert(key) {
+            return vec![];
+        }
         let Some(new) = (self.0.build)(egraph, eclass, &m) else {
             return vec![];
         };
-        if egraph.union(eclass, new) { vec![new] } else { vec![] }
+        if egraph.union(eclass, new) {
+            vec![new]
+        } else {
+            vec![]
+        }
     }
 }
 
 impl Rule {
     /// The rule as an egg rewrite.
     pub fn rewrite(self) -> Rewrite<Node, GraphAnalysis> {
-        Rewrite::new(self.name, RuleSearcher(self), RuleApplier(self)).expect("rule variables are bound")
+        Rewrite::new(self.name, RuleSearcher(self), RuleApplier(self))
+            .expect("rule variables are bound")
     }
 }
 
@@ -165,12 +196,16 @@ pub fn constant(egraph: &EGraph, id: Id) -> Option<&Arc<Tensor>> {
 
 /// The constant of a class as integers.
 pub fn const_ints(egraph: &EGraph, id: Id) -> Option<Vec<i64>> {
-    constant(egraph, id).filter(|t| t.dtype().is_int()).map(|t| t.to_i64_vec())
+    constant(egraph, id)
+        .filter(|t| t.dtype().is_int())
+        .map(|t| t.to_i64_vec())
 }
 
 /// The single number a constant class holds (any shape of one element).
 pub fn scalar(egraph: &EGraph, id: Id) -> Option<f64> {
-    constant(egraph, id).filter(|t| t.numel() == 1).map(|t| t.get_f64(0))
+    constant(egraph, id)
+        .filter(|t| t.numel() == 1)
+        .map(|t| t.get_f64(0))
 }
 
 /// Whether a class holds a constant whose every element equals `x`.
@@ -220,7 +255,8 @@ pub fn same_type(egraph: &EGraph, a: Id, b: Id) -> bool {
         (Some(x), Some(y)) => {
             x.dtype == y.dtype
                 && x.shape == y.shape
-                && x.dims().is_some_and(|d| d.iter().all(|d| !matches!(d, saturn_ir::Dim::Unknown)))
+                && x.dims()
+                    .is_some_and(|d| d.iter().all(|d| !matches!(d, saturn_ir::Dim::Unknown)))
         }
         _ => false,
     }

@@ -94,7 +94,16 @@ pub fn rules() -> Vec<Rule> {
 /// A transpose's permutation, resolved for a rank.
 fn perm_of(t: &Transpose, rank: usize) -> Vec<usize> {
     match &t.perm {
-        Some(p) => p.iter().map(|&a| if a < 0 { (a + rank as i64) as usize } else { a as usize }).collect(),
+        Some(p) => p
+            .iter()
+            .map(|&a| {
+                if a < 0 {
+                    (a + rank as i64) as usize
+                } else {
+                    a as usize
+                }
+            })
+            .collect(),
         None => (0..rank).rev().collect(),
     }
 }
@@ -125,11 +134,20 @@ fn build_transpose_pair(eg: &mut EGraph, _root: Id, m: &Match) -> Option<Id> {
     if m.ints.iter().enumerate().all(|(i, &p)| p == i as i64) {
         return Some(m.ids[0]);
     }
-    add_op(eg, Transpose { perm: Some(m.ints.clone()) }, &[m.ids[0]])
+    add_op(
+        eg,
+        Transpose {
+            perm: Some(m.ints.clone()),
+        },
+        &[m.ids[0]],
+    )
 }
 
 fn is_view(op: &Op) -> bool {
-    matches!(op, Op::Reshape(_) | Op::Flatten(_) | Op::Squeeze(_) | Op::Unsqueeze(_))
+    matches!(
+        op,
+        Op::Reshape(_) | Op::Flatten(_) | Op::Squeeze(_) | Op::Unsqueeze(_)
+    )
 }
 
 /// A view of a view of `x`: matches `x`, to become one reshape to the
@@ -156,7 +174,13 @@ fn build_reshape_to_type(eg: &mut EGraph, root: Id, m: &Match) -> Option<Id> {
 /// Ops that do nothing to a value of their result's type.
 fn find_noop(eg: &EGraph, id: Id) -> Vec<Match> {
     find_ops(eg, id, |op| match op {
-        Op::Reshape(_) | Op::Flatten(_) | Op::Squeeze(_) | Op::Unsqueeze(_) | Op::Expand(_) | Op::Identity(_) | Op::Cast(_) => Some(()),
+        Op::Reshape(_)
+        | Op::Flatten(_)
+        | Op::Squeeze(_)
+        | Op::Unsqueeze(_)
+        | Op::Expand(_)
+        | Op::Identity(_)
+        | Op::Cast(_) => Some(()),
         _ => None,
     })
     .filter(|(_, c)| same_type(eg, c[0], id))
@@ -249,7 +273,13 @@ fn find_gemm_const_trans_b(eg: &EGraph, id: Id) -> Vec<Match> {
 }
 
 fn build_gemm_untransposed(eg: &mut EGraph, _root: Id, m: &Match) -> Option<Id> {
-    let bt = add_op(eg, Transpose { perm: Some(vec![1, 0]) }, &[m.ids[1]])?;
+    let bt = add_op(
+        eg,
+        Transpose {
+            perm: Some(vec![1, 0]),
+        },
+        &[m.ids[1]],
+    )?;
     let mut inputs = vec![m.ids[0], bt];
     inputs.extend(m.ids.get(2));
     let gemm = Gemm {
@@ -274,7 +304,10 @@ fn find_plain_gemm(eg: &EGraph, id: Id) -> Vec<Match> {
 }
 
 fn is_broadcasting_binary(op: &Op) -> bool {
-    matches!(op, Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) | Op::Pow(_) | Op::Max(_) | Op::Min(_))
+    matches!(
+        op,
+        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) | Op::Pow(_) | Op::Max(_) | Op::Min(_)
+    )
 }
 
 /// A broadcasting binary op with an `expand`ed operand whose expansion the
@@ -369,7 +402,13 @@ fn per_channel(t: &Tensor, channels: usize, rank: usize) -> Option<Vec<f64>> {
     // axis 1.
     let s = t.shape();
     let offset = rank.checked_sub(s.len())?;
-    let on_channel = s.iter().enumerate().all(|(i, &d)| if i + offset == 1 { d == channels } else { d == 1 });
+    let on_channel = s.iter().enumerate().all(|(i, &d)| {
+        if i + offset == 1 {
+            d == channels
+        } else {
+            d == 1
+        }
+    });
     on_channel.then_some(v)
 }
 
@@ -379,8 +418,21 @@ fn scale_rows(w: &Tensor, k: &[f64]) -> Option<Tensor> {
     if per * k.len() != w.numel() {
         return None;
     }
-    let v: Vec<f64> = w.to_f64_vec().iter().enumerate().map(|(i, x)| x * k[i / per]).collect();
-    Some(saturn_ir::interp::kernels::from_f64(w.dtype(), w.shape().to_vec(), v).ok()?)
+    if let Some(v) = w.as_slice::<f32>() {
+        let v: Vec<f32> = v
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (x as f64 * k[i / per]) as f32)
+            .collect();
+        return Some(Tensor::from_vec(w.shape().to_vec(), v));
+    }
+    let v: Vec<f64> = w
+        .to_f64_vec()
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x * k[i / per])
+        .collect();
+    saturn_ir::interp::kernels::from_f64(w.dtype(), w.shape().to_vec(), v).ok()
 }
 
 fn vector(dtype: DType, v: Vec<f64>) -> Option<Tensor> {
@@ -389,7 +441,12 @@ fn vector(dtype: DType, v: Vec<f64>) -> Option<Tensor> {
 }
 
 /// BatchNormalization's per-channel (scale, shift) from its constants.
-fn bn_affine(eg: &EGraph, bn: &BatchNormalization, c: &[Id], channels: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+fn bn_affine(
+    eg: &EGraph,
+    bn: &BatchNormalization,
+    c: &[Id],
+    channels: usize,
+) -> Option<(Vec<f64>, Vec<f64>)> {
     let vals: Vec<Vec<f64>> = c[1..5]
         .iter()
         .map(|&p| constant(eg, p).map(|t| t.to_f64_vec()))
@@ -398,8 +455,12 @@ fn bn_affine(eg: &EGraph, bn: &BatchNormalization, c: &[Id], channels: usize) ->
         return None;
     }
     let eps = bn.epsilon as f64;
-    let k: Vec<f64> = (0..channels).map(|i| vals[0][i] / (vals[3][i] + eps).sqrt()).collect();
-    let shift: Vec<f64> = (0..channels).map(|i| vals[1][i] - vals[2][i] * k[i]).collect();
+    let k: Vec<f64> = (0..channels)
+        .map(|i| vals[0][i] / (vals[3][i] + eps).sqrt())
+        .collect();
+    let shift: Vec<f64> = (0..channels)
+        .map(|i| vals[1][i] - vals[2][i] * k[i])
+        .collect();
     Some((k, shift))
 }
 
@@ -408,7 +469,9 @@ fn bn_affine(eg: &EGraph, bn: &BatchNormalization, c: &[Id], channels: usize) ->
 fn batchnorms(eg: &EGraph, id: Id) -> Vec<(BatchNormalization, Vec<Id>)> {
     ops(eg, id)
         .filter_map(|(o, op, c)| match op {
-            Op::BatchNormalization(bn) if !bn.training_mode && eg.analysis.ops.outputs(o) == 1 => Some((bn.clone(), c.to_vec())),
+            Op::BatchNormalization(bn) if !bn.training_mode && eg.analysis.ops.outputs(o) == 1 => {
+                Some((bn.clone(), c.to_vec()))
+            }
             _ => None,
         })
         .collect()
@@ -421,13 +484,32 @@ fn convs(eg: &EGraph, id: Id) -> Vec<(Conv, Id, Id, Option<Id>)> {
         Op::Conv(c) => Some(c.clone()),
         _ => None,
     })
-    .filter(|(_, c)| constant(eg, c[1]).is_some() && c.get(2).is_none_or(|&b| is_absent(eg, b) || constant(eg, b).is_some()))
-    .map(|(conv, c)| (conv, c[0], c[1], c.get(2).copied().filter(|&b| !is_absent(eg, b))))
+    .filter(|(_, c)| {
+        constant(eg, c[1]).is_some()
+            && c.get(2)
+                .is_none_or(|&b| is_absent(eg, b) || constant(eg, b).is_some())
+    })
+    .map(|(conv, c)| {
+        (
+            conv,
+            c[0],
+            c[1],
+            c.get(2).copied().filter(|&b| !is_absent(eg, b)),
+        )
+    })
     .collect()
 }
 
 /// A conv with its weights and bias folded with a per-channel (scale, shift).
-fn folded_conv(eg: &mut EGraph, conv: &Conv, x: Id, w: Id, b: Option<Id>, k: &[f64], shift: &[f64]) -> Option<Id> {
+fn folded_conv(
+    eg: &mut EGraph,
+    conv: &Conv,
+    x: Id,
+    w: Id,
+    b: Option<Id>,
+    k: &[f64],
+    shift: &[f64],
+) -> Option<Id> {
     let wt = constant(eg, w)?.clone();
     let bias: Vec<f64> = match b {
         Some(b) => constant(eg, b)?.to_f64_vec(),
@@ -437,7 +519,10 @@ fn folded_conv(eg: &mut EGraph, conv: &Conv, x: Id, w: Id, b: Option<Id>, k: &[f
         return None;
     }
     let w2 = scale_rows(&wt, k)?;
-    let b2 = vector(wt.dtype(), (0..k.len()).map(|i| bias[i] * k[i] + shift[i]).collect())?;
+    let b2 = vector(
+        wt.dtype(),
+        (0..k.len()).map(|i| bias[i] * k[i] + shift[i]).collect(),
+    )?;
     let (w2, b2) = (add_const(eg, w2), add_const(eg, b2));
     add_op(eg, conv.clone(), &[x, w2, b2])
 }
@@ -456,8 +541,12 @@ fn find_bn_after_conv(eg: &EGraph, id: Id) -> Vec<Match> {
 
 fn build_bn_into_conv(eg: &mut EGraph, root: Id, m: &Match) -> Option<Id> {
     let (y, x, w) = (m.ids[0], m.ids[1], m.ids[2]);
-    let (bn, c) = batchnorms(eg, root).into_iter().find(|(_, c)| eg.find(c[0]) == eg.find(y))?;
-    let (conv, ..) = convs(eg, y).into_iter().find(|(_, cx, cw, _)| eg.find(*cx) == eg.find(x) && eg.find(*cw) == eg.find(w))?;
+    let (bn, c) = batchnorms(eg, root)
+        .into_iter()
+        .find(|(_, c)| eg.find(c[0]) == eg.find(y))?;
+    let (conv, ..) = convs(eg, y)
+        .into_iter()
+        .find(|(_, cx, cw, _)| eg.find(*cx) == eg.find(x) && eg.find(*cw) == eg.find(w))?;
     let channels = *dims(eg, w)?.first()?;
     let (k, shift) = bn_affine(eg, &bn, &c, channels)?;
     folded_conv(eg, &conv, x, w, m.ids.get(3).copied(), &k, &shift)
@@ -473,11 +562,17 @@ fn find_bn_after_gemm(eg: &EGraph, id: Id) -> Vec<Match> {
             Op::Gemm(g) if !g.transA => Some(g.clone()),
             _ => None,
         }) {
-            let bias_ok = d.get(2).is_none_or(|&b| is_absent(eg, b) || constant(eg, b).is_some());
+            let bias_ok = d
+                .get(2)
+                .is_none_or(|&b| is_absent(eg, b) || constant(eg, b).is_some());
             if constant(eg, d[1]).is_some() && bias_ok {
                 let mut ids = vec![c[0], d[0], d[1]];
                 ids.extend(d.get(2).copied().filter(|&b| !is_absent(eg, b)));
-                out.push(Match::new(ids).with_ints(vec![g.transB as i64]).with_floats(vec![g.alpha as f64, g.beta as f64]));
+                out.push(
+                    Match::new(ids)
+                        .with_ints(vec![g.transB as i64])
+                        .with_floats(vec![g.alpha as f64, g.beta as f64]),
+                );
             }
         }
     }
@@ -486,7 +581,9 @@ fn find_bn_after_gemm(eg: &EGraph, id: Id) -> Vec<Match> {
 
 fn build_bn_into_gemm(eg: &mut EGraph, root: Id, m: &Match) -> Option<Id> {
     let (y, x, w) = (m.ids[0], m.ids[1], m.ids[2]);
-    let (bn, c) = batchnorms(eg, root).into_iter().find(|(_, c)| eg.find(c[0]) == eg.find(y))?;
+    let (bn, c) = batchnorms(eg, root)
+        .into_iter()
+        .find(|(_, c)| eg.find(c[0]) == eg.find(y))?;
     let features = dims(eg, y)?[1];
     let (k, shift) = bn_affine(eg, &bn, &c, features)?;
     let trans_b = m.ints[0] != 0;
@@ -500,18 +597,29 @@ fn build_bn_into_gemm(eg: &mut EGraph, root: Id, m: &Match) -> Option<Id> {
         if s.len() != 2 || s[1] != features {
             return None;
         }
-        let v: Vec<f64> = wt.to_f64_vec().iter().enumerate().map(|(i, x)| x * k[i % features]).collect();
+        let v: Vec<f64> = wt
+            .to_f64_vec()
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x * k[i % features])
+            .collect();
         saturn_ir::interp::kernels::from_f64(wt.dtype(), s.to_vec(), v).ok()?
     };
     // New bias: (β·c)·k + shift, per feature.
     let bias: Vec<f64> = match m.ids.get(3) {
         Some(&b) => {
             let t = constant(eg, b)?;
-            per_channel(t, features, 2).or_else(|| (t.numel() == features).then(|| t.to_f64_vec()))?
+            per_channel(t, features, 2)
+                .or_else(|| (t.numel() == features).then(|| t.to_f64_vec()))?
         }
         None => vec![0.0; features],
     };
-    let b2 = vector(wt.dtype(), (0..features).map(|i| beta * bias[i] * k[i] + shift[i]).collect())?;
+    let b2 = vector(
+        wt.dtype(),
+        (0..features)
+            .map(|i| beta * bias[i] * k[i] + shift[i])
+            .collect(),
+    )?;
     let (w2, b2) = (add_const(eg, w2), add_const(eg, b2));
     let gemm = Gemm {
         alpha: alpha as f32,
@@ -546,10 +654,16 @@ fn find_affine_after_conv(eg: &EGraph, id: Id) -> Vec<Match> {
 
 fn build_affine_into_conv(eg: &mut EGraph, _root: Id, m: &Match) -> Option<Id> {
     let (y, s, x, w) = (m.ids[0], m.ids[1], m.ids[2], m.ids[3]);
-    let (conv, ..) = convs(eg, y).into_iter().find(|(_, cx, cw, _)| eg.find(*cx) == eg.find(x) && eg.find(*cw) == eg.find(w))?;
+    let (conv, ..) = convs(eg, y)
+        .into_iter()
+        .find(|(_, cx, cw, _)| eg.find(*cx) == eg.find(x) && eg.find(*cw) == eg.find(w))?;
     let channels = *dims(eg, w)?.first()?;
     let r = rank(eg, y)?;
     let v = per_channel(constant(eg, s)?, channels, r)?;
-    let (k, shift) = if m.ints[0] == 1 { (v, vec![0.0; channels]) } else { (vec![1.0; channels], v) };
+    let (k, shift) = if m.ints[0] == 1 {
+        (v, vec![0.0; channels])
+    } else {
+        (vec![1.0; channels], v)
+    };
     folded_conv(eg, &conv, x, w, m.ids.get(4).copied(), &k, &shift)
 }

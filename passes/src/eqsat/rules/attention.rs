@@ -80,7 +80,13 @@ fn find_attention(eg: &EGraph, id: Id) -> Vec<Match> {
 
 fn build_attention(eg: &mut EGraph, _root: Id, m: &Match) -> Option<Id> {
     let (q, kt, v) = (m.ids[0], m.ids[1], m.ids[2]);
-    let k = add_op(eg, Transpose { perm: Some(vec![0, 1, 3, 2]) }, &[kt])?;
+    let k = add_op(
+        eg,
+        Transpose {
+            perm: Some(vec![0, 1, 3, 2]),
+        },
+        &[kt],
+    )?;
     let mut inputs = vec![q, k, v];
     inputs.extend(m.ids.get(3));
     add_op(eg, attention(m.floats[0] as f32, None), &inputs)
@@ -101,7 +107,9 @@ fn split_heads(eg: &EGraph, id: Id) -> Vec<(Id, i64)> {
         for (_, c) in find_ops(eg, t[0], |op| matches!(op, Op::Reshape(_)).then_some(())) {
             let x = c[0];
             match dims(eg, x).as_deref() {
-                Some(&[b, s, hd]) if r.len() == 4 && r[0] == b && r[1] == s && r[2] * r[3] == hd => {
+                Some(&[b, s, hd])
+                    if r.len() == 4 && r[0] == b && r[1] == s && r[2] * r[3] == hd =>
+                {
                     out.push((x, r[2] as i64));
                 }
                 _ => {}
@@ -136,7 +144,9 @@ fn find_heads(eg: &EGraph, id: Id) -> Vec<Match> {
                     && a.qk_matmul_output_mode == 0
                     && a.softcap == 0.0
                     && c.len() <= 4;
-                let Some(scale) = a.scale.filter(|_| plain) else { continue };
+                let Some(scale) = a.scale.filter(|_| plain) else {
+                    continue;
+                };
                 let mask = c.get(3).copied().filter(|&m| !is_absent(eg, m));
                 for (q, h) in split_heads(eg, c[0]) {
                     for (k, hk) in split_heads(eg, c[1]) {
@@ -146,7 +156,11 @@ fn find_heads(eg: &EGraph, id: Id) -> Vec<Match> {
                             }
                             let mut ids = vec![q, k, v];
                             ids.extend(mask);
-                            out.push(Match::new(ids).with_ints(vec![h]).with_floats(vec![scale as f64]));
+                            out.push(
+                                Match::new(ids)
+                                    .with_ints(vec![h])
+                                    .with_floats(vec![scale as f64]),
+                            );
                         }
                     }
                 }

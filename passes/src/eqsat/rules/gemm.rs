@@ -47,8 +47,13 @@ fn find_small_m(eg: &EGraph, id: Id, ms: std::ops::RangeInclusive<usize>) -> Vec
         if !ok {
             continue;
         }
-        let (Some(a), Some(b)) = (dims(eg, c[0]), dims(eg, c[1])) else { continue };
-        if b.len() != 2 || a.len() < 2 || ty(eg, c[0]).map(|t| t.dtype) != ty(eg, c[1]).map(|t| t.dtype) {
+        let (Some(a), Some(b)) = (dims(eg, c[0]), dims(eg, c[1])) else {
+            continue;
+        };
+        if b.len() != 2
+            || a.len() < 2
+            || ty(eg, c[0]).map(|t| t.dtype) != ty(eg, c[1]).map(|t| t.dtype)
+        {
             continue;
         }
         let m = a[a.len() - 2];
@@ -68,11 +73,22 @@ fn find_small_m(eg: &EGraph, id: Id, ms: std::ops::RangeInclusive<usize>) -> Vec
 /// tiles double-buffered when K is long enough to hide the next load.
 pub fn flat_schedule(m: usize, k: usize, n: usize, target: &Target) -> FlatGemm {
     let lanes = target.f32_lanes();
-    let l2 = target.caches.get(1).or(target.caches.first()).map(|c| c.bytes).unwrap_or(1 << 20) as usize;
+    let l2 = target
+        .caches
+        .get(1)
+        .or(target.caches.first())
+        .map(|c| c.bytes)
+        .unwrap_or(1 << 20) as usize;
     let fit = (l2 / 2) / (4 * k.max(1));
-    let n_tile = ((fit / lanes).max(1) * lanes).clamp(lanes, 512).min(n.div_ceil(lanes) * lanes);
+    let n_tile = ((fit / lanes).max(1) * lanes)
+        .clamp(lanes, 512)
+        .min(n.div_ceil(lanes) * lanes);
     let n_tiles = n.div_ceil(n_tile);
-    let k_split = if n_tiles < target.cores { target.cores.div_ceil(n_tiles).min((k / 256).max(1)) } else { 1 };
+    let k_split = if n_tiles < target.cores {
+        target.cores.div_ceil(n_tiles).min((k / 256).max(1))
+    } else {
+        1
+    };
     FlatGemm {
         m_pad: if m <= 8 { 8 } else { 16 },
         n_tile: n_tile as i64,

@@ -70,7 +70,9 @@ fn sum_axes_of(eg: &EGraph, s: Id, e: Id) -> Vec<i64> {
     .filter_map(|(_, c)| single_axis(eg, c.get(1), e))
     .collect();
     for (_, c) in find_ops(eg, s, |op| matches!(op, Op::Unsqueeze(_)).then_some(())) {
-        let Some(axis) = single_axis(eg, c.get(1), s) else { continue };
+        let Some(axis) = single_axis(eg, c.get(1), s) else {
+            continue;
+        };
         let inner = find_ops(eg, c[0], |op| match op {
             Op::ReduceSum(r) if !r.keepdims && !r.noop_with_empty_axes => Some(()),
             _ => None,
@@ -137,8 +139,11 @@ fn find_log_softmax(eg: &EGraph, id: Id) -> Vec<Match> {
                 Op::ReduceSum(r) if r.keepdims && !r.noop_with_empty_axes => Some(()),
                 _ => None,
             }) {
-                let Some(axis) = single_axis(eg, sum.get(1), sum[0]) else { continue };
-                let exp_of_d = find_ops(eg, sum[0], |op| matches!(op, Op::Exp(_)).then_some(())).any(|(_, e)| same(e[0], d));
+                let Some(axis) = single_axis(eg, sum.get(1), sum[0]) else {
+                    continue;
+                };
+                let exp_of_d = find_ops(eg, sum[0], |op| matches!(op, Op::Exp(_)).then_some(()))
+                    .any(|(_, e)| same(e[0], d));
                 if !exp_of_d {
                     continue;
                 }
@@ -185,7 +190,11 @@ fn find_scale(eg: &EGraph, id: Id) -> Vec<Match> {
                 let mut ids = vec![x];
                 ids.extend(mask);
                 let axis = norm_axis(eg, sm.axis, y).unwrap_or(sm.axis);
-                out.push(Match::new(ids).with_floats(vec![k * sm.scale as f64]).with_ints(vec![axis]));
+                out.push(
+                    Match::new(ids)
+                        .with_floats(vec![k * sm.scale as f64])
+                        .with_ints(vec![axis]),
+                );
             }
         }
     }

@@ -45,11 +45,20 @@ fn find_algorithm(eg: &EGraph, id: Id, algorithm: SoftmaxAlgorithm) -> Vec<Match
         Op::Softmax(s) if s.algorithm == algorithm => Some(s.clone()),
         _ => None,
     })
-    .map(|(s, c)| Match::new(c.to_vec()).with_ints(vec![s.axis]).with_floats(vec![s.scale as f64]))
+    .map(|(s, c)| {
+        Match::new(c.to_vec())
+            .with_ints(vec![s.axis])
+            .with_floats(vec![s.scale as f64])
+    })
     .collect()
 }
 
-fn build_algorithm(eg: &mut EGraph, _root: Id, m: &Match, algorithm: SoftmaxAlgorithm) -> Option<Id> {
+fn build_algorithm(
+    eg: &mut EGraph,
+    _root: Id,
+    m: &Match,
+    algorithm: SoftmaxAlgorithm,
+) -> Option<Id> {
     let op = Softmax {
         axis: m.ints[0],
         scale: m.floats[0] as f32,
