@@ -249,3 +249,41 @@ pub fn report_filtered(results: &Results) {
     let passed = results.values().filter(|r| r.is_none()).count();
     println!("{passed} of {} selected cases pass", results.len());
 }
+
+/// Runs the suites on the reference interpreter after `prepare`, and
+/// checks the results against `expectations/<list>` (rewritten with
+/// `SATURN_BLESS=1` when `may_bless`). With `SATURN_CASES=pattern`, runs
+/// only the matching cases and prints each result instead.
+pub fn check_suites(list: &str, prepare: &Prepare<'_>, may_bless: bool) {
+    let cases = all_cases();
+    assert!(
+        cases.len() > 2000,
+        "expected the full ONNX test data, found {} cases",
+        cases.len()
+    );
+    let filter = std::env::var("SATURN_CASES").ok();
+    let cases: Vec<_> = match &filter {
+        Some(f) => cases
+            .into_iter()
+            .filter(|c| c.id.contains(f.as_str()))
+            .collect(),
+        None => cases,
+    };
+    let results = run_all(&cases, prepare, &|g, inputs| {
+        saturn_ir::interp::run(g, inputs).map_err(|e| e.to_string())
+    });
+    if filter.is_some() {
+        report_filtered(&results);
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("expectations")
+        .join(list);
+    let problems = check_expectations(&path, &results, may_bless);
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}

@@ -345,8 +345,9 @@ mod tests {
     /// Runs `Loop(m, cond, x0)` over [`counting_body`] with `d = 1`.
     fn run_loop(m: Option<i64>, cond: Option<bool>, limit: f32) -> Vec<Tensor> {
         let mut b = GraphBuilder::new("main");
-        let d = b.input("d", scalar(DType::F32)).unwrap();
-        let l = b.input("limit", scalar(DType::F32)).unwrap();
+        // The body captures these by name.
+        let _d = b.input("d", scalar(DType::F32)).unwrap();
+        let _limit = b.input("limit", scalar(DType::F32)).unwrap();
         let x0 = b.input("x0", scalar(DType::F32)).unwrap();
         let mut inputs = vec![
             Tensor::scalar(1.0f32),
@@ -366,8 +367,6 @@ mod tests {
         let vs = b
             .node("", Loop { body }.into(), vec![m, c, Some(x0)], outs)
             .unwrap();
-        let _ = d;
-        let _ = l;
         // The scan output's type has an unknown iteration count.
         assert_eq!(b.graph().ty(vs[1]).shape, Shape::Ranked(vec![Dim::Unknown]));
         run(&b.finish(vs), inputs).unwrap()

@@ -283,17 +283,8 @@ struct ConvGeom {
 }
 
 impl ConvGeom {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        x: &[usize],
-        w: &[usize],
-        group: i64,
-        kernel: &Option<Vec<i64>>,
-        strides: &Option<Vec<i64>>,
-        dilations: &Option<Vec<i64>>,
-        pads: &Option<Vec<i64>>,
-        auto_pad: AutoPad,
-    ) -> Result<ConvGeom, OpError> {
+    fn new(x: &[usize], w: &[usize], a: &WindowAttrs) -> Result<ConvGeom, OpError> {
+        let group = a.group;
         if x.len() < 3 {
             return invalid!("input must have rank 3 or more, found {:?}", x);
         }
@@ -308,19 +299,12 @@ impl ConvGeom {
             return invalid!("input {x:?} and weight {w:?} do not match for {group} groups");
         }
         let wk: Vec<i64> = w[2..].iter().map(|&d| d as i64).collect();
-        if let Some(k) = kernel
+        if let Some(k) = a.kernel_shape
             && *k != wk
         {
             return invalid!("kernel_shape {k:?} differs from the weight's {wk:?}");
         }
-        let win = Window::new(
-            &wk,
-            strides.as_deref(),
-            dilations.as_deref(),
-            pads.as_deref(),
-            auto_pad,
-            false,
-        )?;
+        let win = a.window(&wk)?;
         let axes = win.axes(&x[2..])?;
         Ok(ConvGeom {
             batch: x[0],
@@ -457,16 +441,7 @@ fn conv_with_bias<T: Num>(g: &ConvGeom, ins: &[&[T]]) -> Result<(Vec<usize>, Vec
 impl Eval for Conv {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let (x, w) = (cx.input(0)?, cx.input(1)?);
-        let g = ConvGeom::new(
-            x.shape(),
-            w.shape(),
-            self.group,
-            &self.kernel_shape,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            self.auto_pad,
-        )?;
+        let g = ConvGeom::new(x.shape(), w.shape(), &self.window_attrs())?;
         let mut ins = vec![x, w];
         ins.extend(cx.opt_input(2));
         one(with_floats(
@@ -516,16 +491,7 @@ fn dequant_ints(t: &Tensor, zp: Option<&Tensor>, per_channel: bool) -> Result<Ve
 impl Eval for ConvInteger {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let (x, w) = (cx.input(0)?, cx.input(1)?);
-        let g = ConvGeom::new(
-            x.shape(),
-            w.shape(),
-            self.group,
-            &self.kernel_shape,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            self.auto_pad,
-        )?;
+        let g = ConvGeom::new(x.shape(), w.shape(), &self.window_attrs())?;
         let xv = dequant_ints(x, cx.opt_input(2), false)?;
         let wv = dequant_ints(w, cx.opt_input(3), true)?;
         let out = conv_forward(&g, &xv, &wv)?;
@@ -553,16 +519,7 @@ fn scales(t: &Tensor, n: usize, what: &str) -> Result<Vec<f32>, OpError> {
 impl Eval for QLinearConv {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let (x, w) = (cx.input(0)?, cx.input(3)?);
-        let g = ConvGeom::new(
-            x.shape(),
-            w.shape(),
-            self.group,
-            &self.kernel_shape,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            self.auto_pad,
-        )?;
+        let g = ConvGeom::new(x.shape(), w.shape(), &self.window_attrs())?;
         let xv = dequant_ints(x, cx.opt_input(2), false)?;
         let wv = dequant_ints(w, cx.opt_input(5), true)?;
         let mut acc = conv_forward(&g, &xv, &wv)?;
@@ -780,16 +737,7 @@ impl Eval for Col2Im {
 impl Eval for DeformConv {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let (x, w, offset) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
-        let g = ConvGeom::new(
-            x.shape(),
-            w.shape(),
-            self.group,
-            &self.kernel_shape,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            AutoPad::NotSet,
-        )?;
+        let g = ConvGeom::new(x.shape(), w.shape(), &self.window_attrs())?;
         if !x.dtype().is_float() {
             return unsupported!("DeformConv on {} tensors", x.dtype());
         }
@@ -1063,14 +1011,7 @@ fn pool_f64(
 impl Eval for AveragePool {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = cx.input(0)?;
-        let win = Window::new(
-            &self.kernel_shape,
-            self.strides.as_deref(),
-            self.dilations.as_deref(),
-            self.pads.as_deref(),
-            self.auto_pad,
-            self.ceil_mode,
-        )?;
+        let win = self.window_attrs().window(&self.kernel_shape)?;
         let (planes, taps) = pool_setup(x, &win)?;
         let include = self.count_include_pad;
         one(pool_f64(
@@ -1101,14 +1042,7 @@ impl Eval for LpPool {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = cx.input(0)?;
         let p = lp_power(self.p)?;
-        let win = Window::new(
-            &self.kernel_shape,
-            self.strides.as_deref(),
-            self.dilations.as_deref(),
-            self.pads.as_deref(),
-            self.auto_pad,
-            self.ceil_mode,
-        )?;
+        let win = self.window_attrs().window(&self.kernel_shape)?;
         let (planes, taps) = pool_setup(x, &win)?;
         one(pool_f64(
             x,
@@ -1188,14 +1122,7 @@ fn column_major(idx: &mut [i64], spatial: &[usize]) {
 impl Eval for MaxPool {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = cx.input(0)?;
-        let win = Window::new(
-            &self.kernel_shape,
-            self.strides.as_deref(),
-            self.dilations.as_deref(),
-            self.pads.as_deref(),
-            self.auto_pad,
-            self.ceil_mode,
-        )?;
+        let win = self.window_attrs().window(&self.kernel_shape)?;
         let (planes, taps) = pool_setup(x, &win)?;
         let shape = pooled_shape(x, &taps);
         macro_rules! go {

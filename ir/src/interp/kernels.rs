@@ -216,10 +216,7 @@ pub fn map_to_bool(
     let n = t.numel();
     let out: Vec<bool> = match t.data() {
         Data::Bool(v) => v.iter().map(|&b| fi(b as i128)).collect(),
-        d if t.dtype().is_int() => {
-            let _ = d;
-            (0..n).map(|i| fi(t.get_i64(i) as i128)).collect()
-        }
+        _ if t.dtype().is_int() => (0..n).map(|i| fi(t.get_i64(i) as i128)).collect(),
         Data::Str(_) | Data::C64(_) | Data::C128(_) => return Err(dtype_error(what, t.dtype())),
         _ => (0..n).map(|i| ff(t.get_f64(i))).collect(),
     };

@@ -145,7 +145,7 @@ impl Eval for DFT {
 impl Eval for STFT {
     fn eval(&self, cx: &EvalCx) -> Result<Vec<Tensor>, OpError> {
         let x = cx.input(0)?;
-        let &[batch, signal, c] = x.shape() else {
+        let &[batch, signal, _] = x.shape() else {
             return invalid!(
                 "the signal must be [batch, length, 1 or 2], found {:?}",
                 x.shape()
@@ -180,7 +180,6 @@ impl Eval for STFT {
             Some(w) => super::kernels::to_f64(w, "STFT")?,
             None => vec![1.0; frame],
         };
-        let _ = c;
         let frames = (signal - frame) / step + 1;
         let bins = if self.onesided { frame / 2 + 1 } else { frame };
         let oshape = checked_shape(&[batch as i64, frames as i64, bins as i64, 2])?;

@@ -76,6 +76,91 @@ fn per_axis(
         .collect()
 }
 
+/// The window attributes convolutions and pools share, borrowed from an
+/// op; [`Windowed`] gives them for every such op.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowAttrs<'a> {
+    pub kernel_shape: Option<&'a [i64]>,
+    pub strides: Option<&'a [i64]>,
+    pub dilations: Option<&'a [i64]>,
+    pub pads: Option<&'a [i64]>,
+    pub auto_pad: AutoPad,
+    pub ceil_mode: bool,
+    /// 1 for pools.
+    pub group: i64,
+}
+
+impl WindowAttrs<'_> {
+    /// The window with a kernel given or taken from the weight.
+    pub fn window(&self, kernel: &[i64]) -> Result<Window, OpError> {
+        Window::new(
+            kernel,
+            self.strides,
+            self.dilations,
+            self.pads,
+            self.auto_pad,
+            self.ceil_mode,
+        )
+    }
+}
+
+/// Ops with a sliding window.
+pub trait Windowed {
+    fn window_attrs(&self) -> WindowAttrs<'_>;
+}
+
+macro_rules! windowed_conv {
+    ($($op:ident),*) => {$(
+        impl Windowed for $op {
+            fn window_attrs(&self) -> WindowAttrs<'_> {
+                WindowAttrs {
+                    kernel_shape: self.kernel_shape.as_deref(),
+                    strides: self.strides.as_deref(),
+                    dilations: self.dilations.as_deref(),
+                    pads: self.pads.as_deref(),
+                    auto_pad: self.auto_pad,
+                    ceil_mode: false,
+                    group: self.group,
+                }
+            }
+        }
+    )*};
+}
+windowed_conv!(Conv, ConvInteger, QLinearConv, ConvTranspose);
+
+impl Windowed for DeformConv {
+    fn window_attrs(&self) -> WindowAttrs<'_> {
+        WindowAttrs {
+            kernel_shape: self.kernel_shape.as_deref(),
+            strides: self.strides.as_deref(),
+            dilations: self.dilations.as_deref(),
+            pads: self.pads.as_deref(),
+            auto_pad: AutoPad::NotSet,
+            ceil_mode: false,
+            group: self.group,
+        }
+    }
+}
+
+macro_rules! windowed_pool {
+    ($($op:ident),*) => {$(
+        impl Windowed for $op {
+            fn window_attrs(&self) -> WindowAttrs<'_> {
+                WindowAttrs {
+                    kernel_shape: Some(&self.kernel_shape),
+                    strides: self.strides.as_deref(),
+                    dilations: self.dilations.as_deref(),
+                    pads: self.pads.as_deref(),
+                    auto_pad: self.auto_pad,
+                    ceil_mode: self.ceil_mode,
+                    group: 1,
+                }
+            }
+        }
+    )*};
+}
+windowed_pool!(AveragePool, MaxPool, LpPool);
+
 impl Window {
     pub fn new(
         kernel: &[i64],
@@ -221,9 +306,9 @@ fn float_input(cx: &InferCx, i: usize) -> Result<DType, OpError> {
 }
 
 /// The kernel shape of a conv: the attribute, or the weight's spatial dims.
-fn conv_kernel(attr: &Option<Vec<i64>>, w: &TensorType) -> Option<Vec<i64>> {
+fn conv_kernel(attr: Option<&[i64]>, w: &TensorType) -> Option<Vec<i64>> {
     if let Some(k) = attr {
-        return Some(k.clone());
+        return Some(k.to_vec());
     }
     let dims = w.dims()?;
     dims.get(2..)?
@@ -234,18 +319,8 @@ fn conv_kernel(attr: &Option<Vec<i64>>, w: &TensorType) -> Option<Vec<i64>> {
 
 /// Output shape of a conv-like op: `[N, M, spatial...]` with `M` from the
 /// weight's first dim.
-#[allow(clippy::too_many_arguments)]
-fn conv_shape(
-    cx: &InferCx,
-    x: usize,
-    w: usize,
-    group: i64,
-    kernel: &Option<Vec<i64>>,
-    strides: &Option<Vec<i64>>,
-    dilations: &Option<Vec<i64>>,
-    pads: &Option<Vec<i64>>,
-    auto_pad: AutoPad,
-) -> Result<Shape, OpError> {
+fn conv_shape(cx: &InferCx, x: usize, w: usize, a: &WindowAttrs) -> Result<Shape, OpError> {
+    let group = a.group;
     if group < 1 {
         return invalid!("group must be positive, found {group}");
     }
@@ -277,19 +352,12 @@ fn conv_shape(
         None => Dim::Unknown,
     };
     let mut dims = vec![xd[0].clone(), m];
-    match conv_kernel(kernel, wt) {
+    match conv_kernel(a.kernel_shape, wt) {
         Some(k) => {
             if k.len() != r {
                 return invalid!("kernel_shape has {} values, expected {r}", k.len());
             }
-            let win = Window::new(
-                &k,
-                strides.as_deref(),
-                dilations.as_deref(),
-                pads.as_deref(),
-                auto_pad,
-                false,
-            )?;
+            let win = a.window(&k)?;
             dims.extend(win.out_dims(&xd[2..])?);
         }
         None => dims.extend(vec![Dim::Unknown; r]),
@@ -304,17 +372,7 @@ impl Infer for Conv {
         if cx.opt_input(2).is_some() {
             same_dtype(cx, 0, 2)?;
         }
-        let shape = conv_shape(
-            cx,
-            0,
-            1,
-            self.group,
-            &self.kernel_shape,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            self.auto_pad,
-        )?;
+        let shape = conv_shape(cx, 0, 1, &self.window_attrs())?;
         one(TensorType::new(dtype, shape))
     }
 }
@@ -327,17 +385,7 @@ impl Infer for ConvInteger {
     fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
         int8_input(cx, 0)?;
         int8_input(cx, 1)?;
-        let shape = conv_shape(
-            cx,
-            0,
-            1,
-            self.group,
-            &self.kernel_shape,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            self.auto_pad,
-        )?;
+        let shape = conv_shape(cx, 0, 1, &self.window_attrs())?;
         one(TensorType::new(DType::I32, shape))
     }
 }
@@ -350,17 +398,7 @@ impl Infer for QLinearConv {
             Some(t) => t.dtype,
             None => x,
         };
-        let shape = conv_shape(
-            cx,
-            0,
-            3,
-            self.group,
-            &self.kernel_shape,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            self.auto_pad,
-        )?;
+        let shape = conv_shape(cx, 0, 3, &self.window_attrs())?;
         one(TensorType::new(dtype, shape))
     }
 }
@@ -387,14 +425,7 @@ impl ConvTranspose {
         if kernel.len() != r {
             return invalid!("kernel_shape has {} values, expected {r}", kernel.len());
         }
-        let win = Window::new(
-            kernel,
-            self.strides.as_deref(),
-            self.dilations.as_deref(),
-            self.pads.as_deref(),
-            self.auto_pad,
-            false,
-        )?;
+        let win = self.window_attrs().window(kernel)?;
         let out_pad = match &self.output_padding {
             None => vec![0; r],
             Some(p) if p.len() == r || p.len() == 2 * r => {
@@ -506,7 +537,7 @@ impl Infer for ConvTranspose {
             .iter()
             .map(|d| d.known().map(|n| n as usize))
             .collect();
-        match (conv_kernel(&self.kernel_shape, wt), spatial) {
+        match (conv_kernel(self.kernel_shape.as_deref(), wt), spatial) {
             (Some(k), Some(input)) => {
                 dims.extend(
                     self.axes(&input, &k)?
@@ -531,17 +562,7 @@ impl Infer for DeformConv {
         float_input(cx, 0)?;
         let dtype = same_dtype(cx, 0, 1)?;
         same_dtype(cx, 0, 2)?;
-        let shape = conv_shape(
-            cx,
-            0,
-            1,
-            self.group,
-            &self.kernel_shape,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            AutoPad::NotSet,
-        )?;
+        let shape = conv_shape(cx, 0, 1, &self.window_attrs())?;
         // Unknown output extents may still be read off the offsets.
         let shape = match (shape, cx.input(2)?.dims()) {
             (Shape::Ranked(mut d), Some(od)) if od.len() == d.len() => {
@@ -559,25 +580,8 @@ impl Infer for DeformConv {
 }
 
 /// Output type of a pool: `[N, C, pooled spatial...]`.
-#[allow(clippy::too_many_arguments)]
-fn pool_type(
-    cx: &InferCx,
-    dtype: DType,
-    kernel: &[i64],
-    strides: &Option<Vec<i64>>,
-    dilations: &Option<Vec<i64>>,
-    pads: &Option<Vec<i64>>,
-    auto_pad: AutoPad,
-    ceil_mode: bool,
-) -> Result<TensorType, OpError> {
-    let win = Window::new(
-        kernel,
-        strides.as_deref(),
-        dilations.as_deref(),
-        pads.as_deref(),
-        auto_pad,
-        ceil_mode,
-    )?;
+fn pool_type(cx: &InferCx, dtype: DType, a: &WindowAttrs) -> Result<TensorType, OpError> {
+    let win = a.window(a.kernel_shape.unwrap_or_default())?;
     let Some(xd) = nchw(cx, 0)? else {
         return Ok(TensorType::with_rank(dtype, win.rank() + 2));
     };
@@ -609,16 +613,7 @@ fn pool_dtype(cx: &InferCx, ints: bool) -> Result<DType, OpError> {
 impl Infer for AveragePool {
     fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
         let dtype = pool_dtype(cx, false)?;
-        one(pool_type(
-            cx,
-            dtype,
-            &self.kernel_shape,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            self.auto_pad,
-            self.ceil_mode,
-        )?)
+        one(pool_type(cx, dtype, &self.window_attrs())?)
     }
 }
 
@@ -628,16 +623,7 @@ impl Infer for MaxPool {
         if !matches!(self.storage_order, 0 | 1) {
             return invalid!("storage_order must be 0 or 1, found {}", self.storage_order);
         }
-        let y = pool_type(
-            cx,
-            dtype,
-            &self.kernel_shape,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            self.auto_pad,
-            self.ceil_mode,
-        )?;
+        let y = pool_type(cx, dtype, &self.window_attrs())?;
         let indices = TensorType::new(DType::I64, y.shape.clone());
         Ok(vec![y, indices][..cx.num_outputs.clamp(1, 2)].to_vec())
     }
@@ -646,16 +632,7 @@ impl Infer for MaxPool {
 impl Infer for LpPool {
     fn infer(&self, cx: &InferCx) -> Result<Vec<TensorType>, OpError> {
         let dtype = pool_dtype(cx, false)?;
-        one(pool_type(
-            cx,
-            dtype,
-            &self.kernel_shape,
-            &self.strides,
-            &self.dilations,
-            &self.pads,
-            self.auto_pad,
-            self.ceil_mode,
-        )?)
+        one(pool_type(cx, dtype, &self.window_attrs())?)
     }
 }
 

@@ -284,7 +284,7 @@ impl Roofline {
         self.roofline(first, again, b_bytes, flops, cores)
     }
 
-    fn matmul_like(&self, op: &Op, a: &TensorType, bt: &TensorType, y: &TensorType) -> Estimate {
+    fn matmul_like(&self, op: &Op, a: &TensorType, y: &TensorType) -> Estimate {
         let (m, k) = match op {
             Op::Gemm(g) if g.transA => (dim(a, 1), dim(a, 0)),
             _ => (dim(a, -2), dim(a, -1)),
@@ -297,7 +297,6 @@ impl Roofline {
             // panels first (one more read and write of B).
             Op::MatMul(_) | Op::Gemm(_) => {
                 let pack = 2.0 * k * n * 4.0;
-                let _ = bt;
                 self.gemm(batch, m, k, n, GEMM_M_TILE, 1.0, pack, cores)
             }
             // Flat GEMM: M padded to m_pad; B streamed once per M tile;
@@ -362,11 +361,11 @@ impl CostModel for Roofline {
                 }
             }
             Op::MatMul(_) | Op::Gemm(_) | Op::FlatGemm(_) | Op::Gemv(_) => {
-                if let (Some(a), Some(b), Some(y)) = (input(0), input(1), outputs.first()) {
-                    return self.matmul_like(op, a, b, y);
+                if let (Some(a), Some(_), Some(y)) = (input(0), input(1), outputs.first()) {
+                    return self.matmul_like(op, a, y);
                 }
             }
-            Op::Conv(c) => {
+            Op::Conv(_) => {
                 if let (Some(w), Some(y)) = (input(1), outputs.first()) {
                     let per_out: f64 = w
                         .dims()
@@ -377,7 +376,6 @@ impl CostModel for Roofline {
                                 .product()
                         })
                         .unwrap_or(1.0);
-                    let _ = c;
                     return self.roofline(
                         input_bytes + output_bytes,
                         0.0,
@@ -388,13 +386,12 @@ impl CostModel for Roofline {
                 }
             }
             Op::Attention(_) => {
-                if let (Some(q), Some(k), Some(y)) = (input(0), input(1), outputs.first()) {
+                if let (Some(q), Some(k)) = (input(0), input(1)) {
                     // Q·Kᵀ and P·V, with the softmax in between; the scores
                     // never leave the cache.
                     let s_len = numel(&q.shape) / dim(q, -1).max(1.0);
-                    let t_len = dim(k, -2).max(dim(k, 1));
+                    let t_len = dim(k, -2);
                     let flops = 4.0 * s_len * t_len * dim(q, -1) + 30.0 * s_len * t_len;
-                    let _ = y;
                     return self.roofline(input_bytes + output_bytes, 0.0, 0.0, flops, cores);
                 }
             }
