@@ -16,6 +16,7 @@ pub mod builder;
 pub mod dtype;
 pub mod graph;
 pub mod interp;
+pub mod kernel;
 pub mod ops;
 pub mod shape;
 pub mod target;

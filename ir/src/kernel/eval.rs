@@ -1,0 +1,1 @@
+//! A reference evaluator for Kernel IR.

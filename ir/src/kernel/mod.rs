@@ -1,0 +1,379 @@
+//! Kernel IR: loop nests over flat buffers.
+//!
+//! A [`Kernel`] is what one fused group of graph ops becomes: a function of
+//! buffers (each a flat array of one dtype) and runtime extents
+//! ([`Expr::Dim`]), whose body is a tree of statements: loops (serial,
+//! parallel, unrolled), immutable `let` bindings, mutable locals for
+//! reductions, stores, conditionals and intrinsic calls. Expressions are
+//! typed trees over scalars and vectors ([`Ty`]: a dtype and a lane count);
+//! vector loads and stores have a stride and an optional mask (the number
+//! of active lanes, for remainders).
+//!
+//! Every buffer index is in elements, of type `i64` (the index type).
+//! Booleans are one byte in memory (0 or 1), as in ONNX tensors.
+//!
+//! Schedule knobs (tile sizes, vector width, unroll factors, which loop is
+//! parallel) are recorded in [`Kernel::schedule`], so a snapshot pins them
+//! and the auto-tuner can set them.
+//!
+//! Math functions (exp, log, tanh, erf, …) are not primitives: [`math`]
+//! expands them into polynomial code in the IR.
+
+pub mod build;
+pub mod eval;
+pub mod math;
+pub mod text;
+pub mod verify;
+
+use crate::dtype::DType;
+use crate::attr::AttrValue;
+use std::collections::BTreeMap;
+
+/// A buffer of a kernel, by position in [`Kernel::bufs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BufId(pub u32);
+
+/// A variable of a kernel, by position in [`Kernel::vars`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarId(pub u32);
+
+/// The type of an expression: an element type and a lane count (1 for a
+/// scalar). The index type is `i64 x 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ty {
+    pub elem: DType,
+    pub lanes: u16,
+}
+
+impl Ty {
+    pub const INDEX: Ty = Ty::scalar(DType::I64);
+    pub const BOOL: Ty = Ty::scalar(DType::Bool);
+    pub const F32: Ty = Ty::scalar(DType::F32);
+
+    pub const fn scalar(elem: DType) -> Ty {
+        Ty { elem, lanes: 1 }
+    }
+    pub const fn vector(elem: DType, lanes: u16) -> Ty {
+        Ty { elem, lanes }
+    }
+    pub fn with_lanes(self, lanes: u16) -> Ty {
+        Ty { lanes, ..self }
+    }
+    pub fn with_elem(self, elem: DType) -> Ty {
+        Ty { elem, ..self }
+    }
+    pub fn is_vector(self) -> bool {
+        self.lanes > 1
+    }
+}
+
+/// Element types Kernel IR computes in.
+pub fn is_kernel_dtype(d: DType) -> bool {
+    use DType::*;
+    matches!(
+        d,
+        Bool | I8 | I16 | I32 | I64 | U8 | U16 | U32 | U64 | F32 | F64
+    )
+}
+
+/// What a buffer is to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufKind {
+    /// Read only.
+    Input,
+    /// Written (and possibly read back).
+    Output,
+    /// Local working memory, provided by the runtime for the duration of
+    /// one call; its contents on entry are unspecified.
+    Scratch,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buf {
+    pub name: String,
+    pub dtype: DType,
+    /// Length in elements; may use [`Expr::Dim`]s.
+    pub len: Expr,
+    pub kind: BufKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Var {
+    pub name: String,
+    pub ty: Ty,
+    /// Assigned after its definition (`var`), rather than bound once
+    /// (`let`, loop variables).
+    pub mutable: bool,
+}
+
+/// A kernel: a function of buffers and runtime extents.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Kernel {
+    pub name: String,
+    pub bufs: Vec<Buf>,
+    /// Names of the runtime extents, in the order the caller passes them.
+    pub dims: Vec<String>,
+    pub vars: Vec<Var>,
+    /// Schedule knobs set by the heuristic (or the tuner): e.g.
+    /// `vector = 4`, `tile = [4, 8]`, `unroll = 2`, `parallel = "i"`.
+    pub schedule: BTreeMap<String, AttrValue>,
+    pub body: Vec<Stmt>,
+}
+
+/// How a loop runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopKind {
+    Serial,
+    /// Iterations are independent and may run on several threads.
+    Parallel,
+    /// Serial, unrolled by this factor by the code generator.
+    Unroll(u32),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// `let %v = e`: binds an immutable variable.
+    Let { var: VarId, value: Expr },
+    /// `var %v = e`: declares a mutable local (reduction accumulators).
+    Decl { var: VarId, init: Expr },
+    /// `%v = e` for a variable declared with [`Stmt::Decl`].
+    Assign { var: VarId, value: Expr },
+    /// `store buf[index] = value`; a vector value writes `lanes` elements
+    /// `stride` apart, the first `mask` of them when a mask is given.
+    Store {
+        buf: BufId,
+        index: Expr,
+        value: Expr,
+        stride: i64,
+        mask: Option<Expr>,
+    },
+    /// `for %v = start to end step s`: `%v` takes start, start+s, … while
+    /// below end. `step` is positive.
+    For {
+        var: VarId,
+        start: Expr,
+        end: Expr,
+        step: i64,
+        kind: LoopKind,
+        body: Vec<Stmt>,
+    },
+    If {
+        cond: Expr,
+        then_: Vec<Stmt>,
+        else_: Vec<Stmt>,
+    },
+    /// A named intrinsic called for its effect.
+    Call { name: String, args: Vec<Expr> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnOp {
+    Neg,
+    Abs,
+    Sqrt,
+    Floor,
+    Ceil,
+    /// Round half to even.
+    Round,
+    Trunc,
+    /// Logical not for bool, bitwise not for integers.
+    Not,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    /// Float division, or integer division truncating toward zero.
+    Div,
+    /// Integer remainder with the sign of the dividend.
+    Rem,
+    /// For floats: NaN if either operand is NaN.
+    Min,
+    Max,
+    And,
+    Or,
+    Xor,
+    Shl,
+    /// Arithmetic for signed, logical for unsigned integers.
+    Shr,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl BinOp {
+    pub fn is_compare(self) -> bool {
+        use BinOp::*;
+        matches!(self, Eq | Ne | Lt | Le | Gt | Ge)
+    }
+}
+
+/// Horizontal reductions over the lanes of a vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Add,
+    Mul,
+    Min,
+    Max,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    Var(VarId),
+    /// The runtime extent `Kernel::dims[i]` (index type).
+    Dim(u32),
+    /// An integer (or bool) constant, splatted when `ty` is a vector.
+    Int(i64, Ty),
+    /// A float constant, splatted when `ty` is a vector.
+    Float(f64, Ty),
+    /// `lanes` elements of `buf` from `index`, `stride` apart; with a mask,
+    /// only the first `mask` lanes are read (the rest are zero).
+    Load {
+        buf: BufId,
+        index: Box<Expr>,
+        lanes: u16,
+        stride: i64,
+        mask: Option<Box<Expr>>,
+    },
+    Unary(UnOp, Box<Expr>),
+    /// Both operands have the same type; comparisons yield bool lanes.
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// `a * b + c`, fused where the target has it.
+    MulAdd(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// Lane-wise choice; the condition is bool with the lanes of the arms.
+    Select(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// Value conversion to another element type (same lanes). Float to
+    /// integer truncates toward zero and saturates; to bool is `!= 0`.
+    Cast(DType, Box<Expr>),
+    /// Reinterprets the bits as another element type of the same width.
+    Bitcast(DType, Box<Expr>),
+    /// A scalar repeated over `lanes` lanes.
+    Splat(u16, Box<Expr>),
+    /// One lane of a vector.
+    Extract(Box<Expr>, u16),
+    /// Horizontal reduction of a vector to a scalar.
+    Reduce(ReduceOp, Box<Expr>),
+    /// A pure named intrinsic returning `ty`.
+    Call(String, Vec<Expr>, Ty),
+}
+
+impl Kernel {
+    pub fn new(name: impl Into<String>) -> Kernel {
+        Kernel {
+            name: name.into(),
+            ..Kernel::default()
+        }
+    }
+
+    pub fn buf(&self, b: BufId) -> &Buf {
+        &self.bufs[b.0 as usize]
+    }
+
+    pub fn var(&self, v: VarId) -> &Var {
+        &self.vars[v.0 as usize]
+    }
+
+    /// The type of `e` in this kernel.
+    pub fn ty(&self, e: &Expr) -> Ty {
+        match e {
+            Expr::Var(v) => self.var(*v).ty,
+            Expr::Dim(_) => Ty::INDEX,
+            Expr::Int(_, t) | Expr::Float(_, t) => *t,
+            Expr::Load { buf, lanes, .. } => Ty::vector(self.buf(*buf).dtype, *lanes),
+            Expr::Unary(_, a) => self.ty(a),
+            Expr::Binary(op, a, _) => {
+                let t = self.ty(a);
+                if op.is_compare() {
+                    t.with_elem(DType::Bool)
+                } else {
+                    t
+                }
+            }
+            Expr::MulAdd(a, _, _) => self.ty(a),
+            Expr::Select(_, a, _) => self.ty(a),
+            Expr::Cast(d, a) | Expr::Bitcast(d, a) => self.ty(a).with_elem(*d),
+            Expr::Splat(n, a) => self.ty(a).with_lanes(*n),
+            Expr::Extract(a, _) | Expr::Reduce(_, a) => self.ty(a).with_lanes(1),
+            Expr::Call(_, _, t) => *t,
+        }
+    }
+
+    /// Total number of parallel loops (for reports and tests).
+    pub fn count_loops(&self, pred: impl Fn(LoopKind) -> bool + Copy) -> usize {
+        fn go(s: &[Stmt], pred: impl Fn(LoopKind) -> bool + Copy) -> usize {
+            s.iter()
+                .map(|s| match s {
+                    Stmt::For { kind, body, .. } => pred(*kind) as usize + go(body, pred),
+                    Stmt::If { then_, else_, .. } => go(then_, pred) + go(else_, pred),
+                    _ => 0,
+                })
+                .sum()
+        }
+        go(&self.body, pred)
+    }
+}
+
+/// Walks every expression of a statement list, outermost first.
+pub fn visit_exprs<'a>(stmts: &'a [Stmt], f: &mut impl FnMut(&'a Expr)) {
+    fn expr<'a>(e: &'a Expr, f: &mut impl FnMut(&'a Expr)) {
+        f(e);
+        match e {
+            Expr::Var(_) | Expr::Dim(_) | Expr::Int(..) | Expr::Float(..) => {}
+            Expr::Load { index, mask, .. } => {
+                expr(index, f);
+                if let Some(m) = mask {
+                    expr(m, f);
+                }
+            }
+            Expr::Unary(_, a)
+            | Expr::Cast(_, a)
+            | Expr::Bitcast(_, a)
+            | Expr::Splat(_, a)
+            | Expr::Extract(a, _)
+            | Expr::Reduce(_, a) => expr(a, f),
+            Expr::Binary(_, a, b) => {
+                expr(a, f);
+                expr(b, f);
+            }
+            Expr::MulAdd(a, b, c) | Expr::Select(a, b, c) => {
+                expr(a, f);
+                expr(b, f);
+                expr(c, f);
+            }
+            Expr::Call(_, args, _) => args.iter().for_each(|a| expr(a, f)),
+        }
+    }
+    for s in stmts {
+        match s {
+            Stmt::Let { value, .. } | Stmt::Assign { value, .. } => expr(value, f),
+            Stmt::Decl { init, .. } => expr(init, f),
+            Stmt::Store {
+                index, value, mask, ..
+            } => {
+                expr(index, f);
+                expr(value, f);
+                if let Some(m) = mask {
+                    expr(m, f);
+                }
+            }
+            Stmt::For {
+                start, end, body, ..
+            } => {
+                expr(start, f);
+                expr(end, f);
+                visit_exprs(body, f);
+            }
+            Stmt::If { cond, then_, else_ } => {
+                expr(cond, f);
+                visit_exprs(then_, f);
+                visit_exprs(else_, f);
+            }
+            Stmt::Call { args, .. } => args.iter().for_each(|a| expr(a, f)),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The Kernel IR text format: printer and parser.

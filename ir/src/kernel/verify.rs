@@ -1,0 +1,1 @@
+//! The Kernel IR verifier.
