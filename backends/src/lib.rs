@@ -5,8 +5,11 @@
 //! ([`Executable::run`]). `interp` (the reference interpreter) is always
 //! available; code generators register here behind their cargo features.
 
+
+
 pub mod interp;
 
+use saturn_ir::target::Target;
 use saturn_ir::{Graph, Tensor};
 
 /// Why a backend could not prepare or run a model.
@@ -27,6 +30,33 @@ pub trait Backend: Sync {
     fn description(&self) -> &'static str;
     /// Prepares a graph for execution (compiles it, for code generators).
     fn prepare(&self, graph: &Graph) -> Result<Box<dyn Executable>, BackendError>;
+    /// [`Backend::prepare`] with options (threads, target).
+    fn prepare_with(
+        &self,
+        graph: &Graph,
+        opts: &PrepareOptions,
+    ) -> Result<Box<dyn Executable>, BackendError> {
+        let _ = opts;
+        self.prepare(graph)
+    }
+}
+
+/// How a backend prepares a model.
+#[derive(Clone, Debug)]
+pub struct PrepareOptions {
+    /// Threads for parallel loops (0: one per core).
+    pub threads: usize,
+    /// The target the code is for.
+    pub target: Target,
+}
+
+impl Default for PrepareOptions {
+    fn default() -> Self {
+        PrepareOptions {
+            threads: 0,
+            target: Target::host(),
+        }
+    }
 }
 
 /// A prepared model.

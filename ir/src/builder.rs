@@ -420,3 +420,79 @@ fn follow_syms(
         _ => None,
     }
 }
+
+/// `g` with its inputs given concrete shapes and every type inferred
+/// again; nodes whose outputs become known at build time are replaced by
+/// constants. Backends that need static shapes compile this.
+pub fn specialize(g: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, BuildError> {
+    use crate::graph::ValueDef;
+    let mut b = GraphBuilder::new(g.name.clone());
+    let mut map: Vec<Option<Value>> = vec![None; g.num_values()];
+    for (v, data) in g.values() {
+        match &data.def {
+            ValueDef::Input(i) => {
+                let shape = shapes.get(*i).cloned().unwrap_or_default();
+                map[v.index()] = Some(b.input(
+                    data.name.clone(),
+                    TensorType::known(data.ty.dtype, &shape),
+                )?);
+            }
+            ValueDef::Const(t) => {
+                map[v.index()] = Some(b.constant(data.name.clone(), t.clone())?);
+            }
+            ValueDef::Capture => {
+                map[v.index()] = Some(b.capture(data.name.clone(), data.ty.clone())?);
+            }
+            ValueDef::Node { .. } => {}
+        }
+    }
+    for node in g.nodes() {
+        let inputs: Vec<Option<Value>> = node
+            .inputs
+            .iter()
+            .map(|v| v.and_then(|v| map[v.index()]))
+            .collect();
+        let random = node.op.name().starts_with("random") || node.op.name() == "bernoulli";
+        let known: Vec<Option<Arc<Tensor>>> = if node.op.subgraphs().is_empty() && !random {
+            let ins: Vec<Option<&Arc<Tensor>>> =
+                inputs.iter().map(|v| v.and_then(|v| b.known(v))).collect();
+            if ins.iter().zip(&node.inputs).all(|(k, v)| v.is_none() || k.is_some()) {
+                let tys: Vec<TensorType> =
+                    node.outputs.iter().map(|v| g.ty(*v).clone()).collect();
+                let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.map(|t| &**t)).collect();
+                match crate::interp::eval_op(&node.op, &refs, &tys) {
+                    Ok(outs) if outs.iter().all(|t| t.numel() <= 1 << 16) => {
+                        outs.into_iter().map(|t| Some(Arc::new(t))).collect()
+                    }
+                    _ => vec![],
+                }
+            } else {
+                vec![]
+            }
+        } else {
+            vec![]
+        };
+        if !known.is_empty() && known.len() == node.outputs.len() {
+            for (v, t) in node.outputs.iter().zip(known) {
+                let t = t.expect("known output");
+                map[v.index()] = Some(b.constant(g.name(*v).to_string(), t)?);
+            }
+            continue;
+        }
+        let outs: Vec<(String, Option<TensorType>)> = node
+            .outputs
+            .iter()
+            .map(|v| (g.name(*v).to_string(), None))
+            .collect();
+        let vals = b.node(&node.name, node.op.clone(), inputs, outs)?;
+        for (v, nv) in node.outputs.iter().zip(vals) {
+            map[v.index()] = Some(nv);
+        }
+    }
+    let outputs = g
+        .outputs()
+        .iter()
+        .map(|v| map[v.index()].expect("outputs are defined"))
+        .collect();
+    Ok(b.finish(outputs))
+}

@@ -6,6 +6,7 @@
 //! driver look at the graph after any pass (`--print-after`).
 
 pub mod eqsat;
+pub mod lower;
 
 use saturn_ir::Graph;
 use saturn_ir::target::Target;

@@ -8,6 +8,8 @@ use super::*;
 pub struct KernelBuilder {
     k: Kernel,
     blocks: Vec<Vec<Stmt>>,
+    /// Loops opened with [`KernelBuilder::begin_for`], innermost last.
+    open: Vec<Stmt>,
 }
 
 impl KernelBuilder {
@@ -15,6 +17,7 @@ impl KernelBuilder {
         KernelBuilder {
             k: Kernel::new(name),
             blocks: vec![Vec::new()],
+            open: Vec::new(),
         }
     }
 
@@ -161,6 +164,40 @@ impl KernelBuilder {
         self.for_(name, 0, end, 1, LoopKind::Serial, body)
     }
 
+    /// Opens a loop whose body is everything appended until the matching
+    /// [`KernelBuilder::end_for`]; returns the loop variable. For code
+    /// that cannot nest its body in a closure.
+    pub fn begin_for(
+        &mut self,
+        name: &str,
+        start: impl Into<Expr>,
+        end: impl Into<Expr>,
+        step: i64,
+        kind: LoopKind,
+    ) -> Expr {
+        assert!(step > 0, "loop step must be positive");
+        let var = self.new_var(name, Ty::INDEX, false);
+        self.open.push(Stmt::For {
+            var,
+            start: start.into(),
+            end: end.into(),
+            step,
+            kind,
+            body: Vec::new(),
+        });
+        self.blocks.push(Vec::new());
+        Expr::Var(var)
+    }
+
+    /// Closes the innermost loop opened with [`KernelBuilder::begin_for`].
+    pub fn end_for(&mut self) {
+        let mut s = self.open.pop().expect("end_for without begin_for");
+        if let Stmt::For { body, .. } = &mut s {
+            *body = self.blocks.pop().expect("loop block");
+        }
+        self.push(s);
+    }
+
     pub fn if_(
         &mut self,
         cond: Expr,
@@ -181,7 +218,10 @@ impl KernelBuilder {
     }
 
     pub fn finish(mut self) -> Kernel {
-        assert_eq!(self.blocks.len(), 1, "unclosed block");
+        assert!(
+            self.blocks.len() == 1 && self.open.is_empty(),
+            "unclosed block"
+        );
         self.k.body = self.blocks.pop().unwrap();
         self.k
     }

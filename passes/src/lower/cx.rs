@@ -1,0 +1,266 @@
+//! The lowering context of one group: the kernel under construction, its
+//! buffers bound to graph values, and the epilogue applied on store.
+
+use super::fuse::{Group, Tree};
+use super::{Arg, Unsupported, elementwise, unsupported};
+use saturn_ir::graph::{Graph, Node, NodeId, Value};
+use saturn_ir::kernel::build::KernelBuilder;
+use saturn_ir::kernel::{BufId, Expr, Kernel, is_kernel_dtype};
+use saturn_ir::target::Target;
+use saturn_ir::tensor::Tensor;
+use saturn_ir::{AttrValue, DType};
+use std::collections::HashMap;
+
+/// Lowering state for one group. Anchor lowerings read their inputs
+/// through [`NodeCx::input`] and write results with
+/// [`NodeCx::store_out`], which applies the epilogue.
+pub struct NodeCx<'a> {
+    pub g: &'a Graph,
+    pub target: &'a Target,
+    pub group: &'a Group,
+    pub b: KernelBuilder,
+    args: Vec<Arg>,
+    bufs: HashMap<Value, BufId>,
+}
+
+impl<'a> NodeCx<'a> {
+    pub(crate) fn new(
+        g: &'a Graph,
+        target: &'a Target,
+        group: &'a Group,
+    ) -> Result<NodeCx<'a>, Unsupported> {
+        let name = match (group.anchor, &group.epilogue) {
+            (Some(a), Some(_)) => format!("{}_fused", g.node(a).op.name()),
+            (Some(a), None) => g.node(a).op.name().to_string(),
+            (None, Some(Tree::Node(n, _))) => g.node(*n).op.name().to_string(),
+            _ => "kernel".to_string(),
+        };
+        let mut cx = NodeCx {
+            g,
+            target,
+            group,
+            b: KernelBuilder::new(name),
+            args: Vec::new(),
+            bufs: HashMap::new(),
+        };
+        if let Some(a) = group.anchor {
+            for v in g.node(a).inputs.iter().flatten() {
+                cx.bind_input(*v)?;
+            }
+        }
+        if let Some(t) = &group.epilogue {
+            for v in t.leaves() {
+                cx.bind_input(v)?;
+            }
+        }
+        let outs: Vec<Value> = match (group.root, group.anchor) {
+            (Some(r), _) => vec![r],
+            (None, Some(a)) => g.node(a).outputs.clone(),
+            (None, None) => vec![],
+        };
+        for v in outs {
+            let (dt, n) = cx.static_type(v)?;
+            let b = cx.b.output(&clean(g.name(v)), dt, n);
+            cx.args.push(Arg::Value(v));
+            cx.bufs.insert(v, b);
+        }
+        Ok(cx)
+    }
+
+    fn static_type(&self, v: Value) -> Result<(DType, usize), Unsupported> {
+        let ty = self.g.ty(v);
+        if !is_kernel_dtype(ty.dtype) {
+            return unsupported(format!("dtype {} has no kernel lowering", ty.dtype));
+        }
+        let Some(shape) = ty.shape.as_known() else {
+            return unsupported(format!(
+                "value `{}` has no static shape",
+                self.g.name(v)
+            ));
+        };
+        Ok((ty.dtype, shape.iter().product()))
+    }
+
+    fn bind_input(&mut self, v: Value) -> Result<BufId, Unsupported> {
+        if let Some(b) = self.bufs.get(&v) {
+            return Ok(*b);
+        }
+        let (dt, n) = self.static_type(v)?;
+        let b = self.b.input(&clean(self.g.name(v)), dt, n);
+        self.args.push(Arg::Value(v));
+        self.bufs.insert(v, b);
+        Ok(b)
+    }
+
+    /// The anchor node.
+    pub fn node(&self) -> &'a Node {
+        self.g.node(self.group.anchor.expect("anchor"))
+    }
+
+    pub fn anchor_id(&self) -> NodeId {
+        self.group.anchor.expect("anchor")
+    }
+
+    /// The buffer of the anchor's input `i`, if present.
+    pub fn input(&self, i: usize) -> Option<BufId> {
+        let v = (*self.node().inputs.get(i)?)?;
+        self.bufs.get(&v).copied()
+    }
+
+    /// The buffer bound to a value of the group.
+    pub fn buf(&self, v: Value) -> BufId {
+        self.bufs[&v]
+    }
+
+    pub fn in_value(&self, i: usize) -> Option<Value> {
+        self.node().inputs.get(i).copied().flatten()
+    }
+
+    /// Static shape of the anchor's input `i`.
+    pub fn in_shape(&self, i: usize) -> Vec<usize> {
+        self.in_value(i)
+            .and_then(|v| self.g.ty(v).shape.as_known())
+            .unwrap_or_default()
+    }
+
+    pub fn in_dtype(&self, i: usize) -> DType {
+        self.g.ty(self.in_value(i).expect("input")).dtype
+    }
+
+    /// The constant value of the anchor's input `i`, if it is one.
+    pub fn in_const(&self, i: usize) -> Option<&'a Tensor> {
+        self.g.const_value(self.in_value(i)?).map(|t| &**t)
+    }
+
+    pub fn out_shape(&self, i: usize) -> Vec<usize> {
+        self.g
+            .ty(self.node().outputs[i])
+            .shape
+            .as_known()
+            .unwrap_or_default()
+    }
+
+    pub fn out_dtype(&self, i: usize) -> DType {
+        self.g.ty(self.node().outputs[i]).dtype
+    }
+
+    /// The buffer the anchor's output `i` is finally stored to (the
+    /// group's root when an epilogue follows).
+    pub fn out_buf(&self, i: usize) -> BufId {
+        match self.group.root {
+            Some(r) => self.bufs[&r],
+            None => self.bufs[&self.node().outputs[i]],
+        }
+    }
+
+    /// Whether stores of output 0 go through an epilogue.
+    pub fn has_epilogue(&self) -> bool {
+        self.group.anchor.is_some() && self.group.epilogue.is_some()
+    }
+
+    /// Fails when the lowering needs to read its output back (then the
+    /// group is retried without fusion).
+    pub fn no_epilogue(&self) -> Result<(), Unsupported> {
+        if self.has_epilogue() {
+            return unsupported("this lowering does not take an epilogue");
+        }
+        Ok(())
+    }
+
+    /// Records a schedule knob on the kernel.
+    pub fn schedule(&mut self, key: &str, v: AttrValue) {
+        self.b.schedule(key, v);
+    }
+
+    /// Stores `value` (scalar, or `lanes` consecutive elements along the
+    /// innermost dim) as output 0 at the multi-index `idx`, after the
+    /// epilogue.
+    pub fn store_out(
+        &mut self,
+        idx: &[Expr],
+        value: Expr,
+        mask: Option<Expr>,
+    ) -> Result<(), Unsupported> {
+        let out_shape = self.final_shape();
+        self.store_out_view(&out_shape, idx, value, mask)
+    }
+
+    /// The shape of what the group finally stores.
+    pub fn final_shape(&self) -> Vec<usize> {
+        match self.group.root {
+            Some(r) => self.g.ty(r).shape.as_known().unwrap_or_default(),
+            None => self.out_shape(0),
+        }
+    }
+
+    /// [`NodeCx::store_out`] with the output seen as `view`: the output
+    /// shape with some adjacent dims merged (a conv stores `[n, c, h·w]`).
+    /// Fails (and the group is retried unfused) when an epilogue operand
+    /// cannot be read through the merged view.
+    pub fn store_out_view(
+        &mut self,
+        view: &[usize],
+        idx: &[Expr],
+        value: Expr,
+        mask: Option<Expr>,
+    ) -> Result<(), Unsupported> {
+        let out_shape = self.final_shape();
+        let value = match &self.group.epilogue {
+            Some(t) if self.group.anchor.is_some() => {
+                let lanes = self.b.ty(&value).lanes;
+                let t = t.clone();
+                let v = self.b.let_("acc", value);
+                elementwise::emit_tree_view(
+                    self,
+                    &t,
+                    &out_shape,
+                    view,
+                    idx,
+                    lanes,
+                    mask.clone(),
+                    Some(&v),
+                )?
+            }
+            _ => value,
+        };
+        let flat = flat_index(view, idx);
+        let buf = self.out_buf(0);
+        let want = self.b.kernel().buf(buf).dtype;
+        let value = if self.b.ty(&value).elem != want {
+            value.cast(want)
+        } else {
+            value
+        };
+        self.b.store_vec(buf, flat, value, 1, mask);
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Result<(Kernel, Vec<Arg>), Unsupported> {
+        let k = self.b.finish();
+        Ok((k, self.args))
+    }
+
+    /// Declares a scratch buffer bound to working memory.
+    pub fn scratch(&mut self, name: &str, dtype: DType, len: usize) -> BufId {
+        let b = self.b.scratch(name, dtype, len);
+        self.args.push(Arg::Scratch);
+        b
+    }
+}
+
+/// Row-major flat index of a multi-index into `shape`.
+pub fn flat_index(shape: &[usize], idx: &[Expr]) -> Expr {
+    let strides = saturn_ir::tensor::strides(shape);
+    let mut e = Expr::idx(0);
+    for (i, s) in idx.iter().zip(strides) {
+        e = e + i.clone() * s as i64;
+    }
+    e
+}
+
+/// A buffer name from a value name: identifier characters only.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect()
+}

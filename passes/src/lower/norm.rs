@@ -1,0 +1,9 @@
+//! Lowerings of the norm family.
+
+use super::Unsupported;
+use super::cx::NodeCx;
+use saturn_ir::graph::NodeId;
+
+pub fn lower(_cx: &mut NodeCx, _node: NodeId) -> Option<Result<(), Unsupported>> {
+    None
+}
