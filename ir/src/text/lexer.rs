@@ -1,4 +1,5 @@
-//! Tokens of the text format.
+//! Tokens of the text format, shared by Graph IR and Kernel IR text (the
+//! operator characters `+ - / % & | ^ !` only mean something in the latter).
 
 use super::parse::ParseError;
 
@@ -76,7 +77,15 @@ pub fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
             continue;
         }
         let start = i;
-        let tok = if c == '%' || c == '@' {
+        let tok = if c == '%'
+            && chars
+                .get(i + 1)
+                .is_none_or(|&n| n != '"' && !is_name_char(n))
+        {
+            // The remainder operator of Kernel IR text.
+            advance(&mut i, &mut line, &mut col, 1);
+            Tok::Punct('%')
+        } else if c == '%' || c == '@' {
             advance(&mut i, &mut line, &mut col, 1);
             let name = if i < chars.len() && chars[i] == '"' {
                 let (s, n) = lex_string(&chars[i..]).map_err(|m| err(tl, tc, m))?;
@@ -139,7 +148,7 @@ pub fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                 advance(&mut i, &mut line, &mut col, 1);
             }
             Tok::Ident(chars[start..i].iter().collect())
-        } else if "()[]{},:=<>?*".contains(c) {
+        } else if "()[]{},:=<>?*+-/&|^!".contains(c) {
             advance(&mut i, &mut line, &mut col, 1);
             Tok::Punct(c)
         } else {

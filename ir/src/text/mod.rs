@@ -24,9 +24,9 @@
 //!
 //! `parse(print(g))` prints identically to `g`.
 
-mod lexer;
-mod parse;
-mod print;
+pub(crate) mod lexer;
+pub(crate) mod parse;
+pub(crate) mod print;
 
 pub use parse::{ParseError, parse};
 pub use print::{PrintOptions, print, print_with};

@@ -25,15 +25,16 @@ pub struct ParseError {
 /// [`crate::verify::verify`] on it to check types.
 pub fn parse(src: &str) -> Result<Graph, ParseError> {
     let toks = lex(src)?;
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser::new(toks);
     let g = p.graph()?;
     p.expect_eof()?;
     Ok(g)
 }
 
-struct Parser {
-    toks: Vec<Token>,
-    pos: usize,
+/// The token cursor, shared with the Kernel IR parser.
+pub(crate) struct Parser {
+    pub(crate) toks: Vec<Token>,
+    pub(crate) pos: usize,
 }
 
 type PResult<T> = Result<T, ParseError>;
@@ -49,7 +50,7 @@ fn parse_f32(text: &str) -> Option<f32> {
     }
 }
 
-fn parse_f64(text: &str) -> Option<f64> {
+pub(crate) fn parse_f64(text: &str) -> Option<f64> {
     match text {
         "nan" | "+nan" => Some(f64::NAN),
         "-nan" => Some(-f64::NAN),
@@ -59,7 +60,7 @@ fn parse_f64(text: &str) -> Option<f64> {
     }
 }
 
-fn is_float_text(text: &str) -> bool {
+pub(crate) fn is_float_text(text: &str) -> bool {
     text.contains(['.', 'e', 'E', 'n', 'i'])
 }
 
@@ -71,15 +72,19 @@ enum Elem {
 }
 
 impl Parser {
-    fn peek(&self) -> &Tok {
+    pub(crate) fn new(toks: Vec<Token>) -> Parser {
+        Parser { toks, pos: 0 }
+    }
+
+    pub(crate) fn peek(&self) -> &Tok {
         &self.toks[self.pos].tok
     }
 
-    fn peek_at(&self, k: usize) -> &Tok {
+    pub(crate) fn peek_at(&self, k: usize) -> &Tok {
         &self.toks[(self.pos + k).min(self.toks.len() - 1)].tok
     }
 
-    fn next(&mut self) -> Token {
+    pub(crate) fn next(&mut self) -> Token {
         let t = self.toks[self.pos].clone();
         if self.pos + 1 < self.toks.len() {
             self.pos += 1;
@@ -87,7 +92,7 @@ impl Parser {
         t
     }
 
-    fn err_at<T>(&self, tok: &Token, msg: impl Into<String>) -> PResult<T> {
+    pub(crate) fn err_at<T>(&self, tok: &Token, msg: impl Into<String>) -> PResult<T> {
         Err(ParseError {
             line: tok.line,
             col: tok.col,
@@ -95,15 +100,15 @@ impl Parser {
         })
     }
 
-    fn err<T>(&self, msg: impl Into<String>) -> PResult<T> {
+    pub(crate) fn err<T>(&self, msg: impl Into<String>) -> PResult<T> {
         self.err_at(&self.toks[self.pos], msg)
     }
 
-    fn expected<T>(&self, what: &str) -> PResult<T> {
+    pub(crate) fn expected<T>(&self, what: &str) -> PResult<T> {
         self.err(format!("expected {what}, found {}", self.peek().describe()))
     }
 
-    fn eat(&mut self, c: char) -> bool {
+    pub(crate) fn eat(&mut self, c: char) -> bool {
         if *self.peek() == Tok::Punct(c) {
             self.next();
             true
@@ -112,7 +117,7 @@ impl Parser {
         }
     }
 
-    fn expect(&mut self, c: char) -> PResult<()> {
+    pub(crate) fn expect(&mut self, c: char) -> PResult<()> {
         if self.eat(c) {
             Ok(())
         } else {
@@ -120,7 +125,7 @@ impl Parser {
         }
     }
 
-    fn eat_ident(&mut self, word: &str) -> bool {
+    pub(crate) fn eat_ident(&mut self, word: &str) -> bool {
         if matches!(self.peek(), Tok::Ident(w) if w == word) {
             self.next();
             true
@@ -129,7 +134,7 @@ impl Parser {
         }
     }
 
-    fn expect_ident(&mut self, word: &str) -> PResult<()> {
+    pub(crate) fn expect_ident(&mut self, word: &str) -> PResult<()> {
         if self.eat_ident(word) {
             Ok(())
         } else {
@@ -137,7 +142,7 @@ impl Parser {
         }
     }
 
-    fn expect_eof(&mut self) -> PResult<()> {
+    pub(crate) fn expect_eof(&mut self) -> PResult<()> {
         if *self.peek() == Tok::Eof {
             Ok(())
         } else {
@@ -145,7 +150,7 @@ impl Parser {
         }
     }
 
-    fn value_name(&mut self) -> PResult<(String, Token)> {
+    pub(crate) fn value_name(&mut self) -> PResult<(String, Token)> {
         let t = self.next();
         match &t.tok {
             Tok::Value(v) => Ok((v.clone(), t)),
@@ -508,7 +513,7 @@ impl Parser {
         Tensor::new(ty.dtype, shape, data).or_else(|e| self.err_at(&start, e.to_string()))
     }
 
-    fn attr_value(&mut self) -> PResult<AttrValue> {
+    pub(crate) fn attr_value(&mut self) -> PResult<AttrValue> {
         let start = self.toks[self.pos].clone();
         match self.peek().clone() {
             Tok::Num(n) => {

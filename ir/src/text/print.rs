@@ -138,6 +138,18 @@ pub(crate) fn tensor_literal(t: &Tensor, elide_over: Option<usize>) -> String {
     s
 }
 
+/// An attribute value as the graph printer writes it (used for Kernel IR
+/// schedules).
+pub(crate) fn attr_text(v: &AttrValue) -> String {
+    let opts = PrintOptions::default();
+    let mut p = Printer {
+        out: String::new(),
+        opts: &opts,
+    };
+    p.attr(v, 0);
+    p.out
+}
+
 impl Printer<'_> {
     fn indent(&mut self, depth: usize) {
         for _ in 0..depth {
