@@ -45,14 +45,22 @@ pub(super) struct FnLower<'a> {
     /// Variables bound in the blocks being lowered, innermost last.
     scope: Vec<VarId>,
     in_parallel: bool,
-    symbol: &'a str,
-    outlined: &'a mut u32,
-    imports: Linkage,
+    names: Names<'a>,
     funcs: HashMap<String, FuncRef>,
     /// 16 bytes of stack that masked lanes read zeros from or write to.
     spare: Option<StackSlot>,
     /// Whether `fma` is one instruction on this target.
     pub fma: bool,
+}
+
+/// How the functions of one kernel name what they declare.
+struct Names<'a> {
+    /// The kernel's symbol; outlined bodies are named after it.
+    symbol: &'a str,
+    /// Bodies outlined so far.
+    outlined: &'a mut u32,
+    /// Linkage of imported functions.
+    imports: Linkage,
 }
 
 /// Declares and defines the function of kernel `k` under `symbol`.
@@ -78,8 +86,13 @@ pub(super) fn define_kernel(
         fb.append_block_params_for_function_params(entry);
         fb.switch_to_block(entry);
         let p = fb.block_params(entry).to_vec();
-        let mut l = FnLower::new(k, m, fb, symbol, &mut outlined, imports, [p[0], p[1], p[2]]);
-        l.in_parallel = false;
+        let frame = [p[0], p[1], p[2]];
+        let names = Names {
+            symbol,
+            outlined: &mut outlined,
+            imports,
+        };
+        let mut l = FnLower::new(k, m, fb, names, frame, false);
         l.check_kernel()?;
         l.load_frame();
         l.block(&k.body)?;
@@ -95,10 +108,9 @@ impl<'a> FnLower<'a> {
         k: &'a Kernel,
         m: &'a mut dyn Module,
         fb: FunctionBuilder<'a>,
-        symbol: &'a str,
-        outlined: &'a mut u32,
-        imports: Linkage,
+        names: Names<'a>,
         [bufs_arg, dims_arg, rt]: [Value; 3],
+        in_parallel: bool,
     ) -> Self {
         let ptr = m.target_config().pointer_type();
         let fma = m.isa().has_native_fma();
@@ -114,10 +126,8 @@ impl<'a> FnLower<'a> {
             dims: Vec::new(),
             env: HashMap::new(),
             scope: Vec::new(),
-            in_parallel: true,
-            symbol,
-            outlined,
-            imports,
+            in_parallel,
+            names,
             funcs: HashMap::new(),
             spare: None,
             fma,
@@ -438,29 +448,62 @@ impl<'a> FnLower<'a> {
         step: i64,
         body: &[Stmt],
     ) -> R<()> {
-        // What the body reads from outside: captured by value.
+        self.check_no_outer_assign(body)?;
+        // What the body reads from outside, captured by value after the
+        // three pointers of the frame.
         let mut used = BTreeSet::new();
         visit_exprs(body, &mut |e| {
             if let Expr::Var(v) = e {
                 used.insert(*v);
             }
         });
-        self.check_no_outer_assign(body)?;
         let mut captures = Vec::new();
         for v in used {
             if self.env.contains_key(&v) {
-                let val = self.read_var(v)?;
-                captures.push((v, val));
+                captures.push((v, self.read_var(v)?));
             }
         }
-        let mut types = vec![self.ptr; 3];
+        let mut values = vec![self.bufs_arg, self.dims_arg, self.rt];
         for (_, val) in &captures {
-            types.extend(val.parts.iter().map(|&p| self.type_of(p)));
+            values.extend(&val.parts);
         }
+        let types: Vec<Type> = values.iter().map(|&v| self.type_of(v)).collect();
         let (offsets, size) = abi::ctx_layout(&types);
+        let id = self.define_body(var, step, body, &captures, &offsets)?;
 
-        *self.outlined += 1;
-        let name = format!("{}.parallel{}", self.symbol, self.outlined);
+        let slot = self.fb.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            size,
+            4,
+        ));
+        for (&v, &off) in values.iter().zip(&offsets) {
+            self.fb.ins().stack_store(self.ptr, v, slot, off as i32);
+        }
+        let body_ref = self.m.declare_func_in_func(id, self.fb.func);
+        let body_addr = self.fb.ins().func_addr(self.ptr, body_ref);
+        let ctx_addr = self.fb.ins().stack_addr(self.ptr, slot, 0);
+        let sig = abi::parallel_for_sig(self.m);
+        let pf = self.import(PARALLEL_FOR, &sig)?;
+        let step = self.fb.ins().iconst(types::I64, step);
+        self.fb
+            .ins()
+            .call(pf, &[self.rt, body_addr, ctx_addr, start, end, step]);
+        Ok(())
+    }
+
+    /// Defines the body function of a parallel loop: it reads the frame
+    /// and `captures` from the context block (laid out at `offsets`) and
+    /// runs the iterations `lo, lo + step, … < hi`.
+    fn define_body(
+        &mut self,
+        var: VarId,
+        step: i64,
+        body: &[Stmt],
+        captures: &[(VarId, Val)],
+        offsets: &[u32],
+    ) -> R<FuncId> {
+        *self.names.outlined += 1;
+        let name = format!("{}.parallel{}", self.names.symbol, self.names.outlined);
         let sig = abi::body_sig(self.m);
         let id = self
             .m
@@ -478,29 +521,31 @@ impl<'a> FnLower<'a> {
             let p = fb.block_params(entry).to_vec();
             let (ctxp, lo, hi) = (p[0], p[1], p[2]);
             let flags = MemFlagsData::trusted();
-            let ptr = self.ptr;
-            let mut frame = [ctxp; 3];
-            for (i, f) in frame.iter_mut().enumerate() {
-                *f = fb.ins().load(ptr, flags, ctxp, offsets[i] as i32);
-            }
-            let symbol = self.symbol;
+            let frame = [0, 1, 2].map(|i| fb.ins().load(self.ptr, flags, ctxp, offsets[i] as i32));
             let mut inner = FnLower::new(
                 self.k,
                 &mut *self.m,
                 fb,
-                symbol,
-                &mut *self.outlined,
-                self.imports,
+                Names {
+                    symbol: self.names.symbol,
+                    outlined: &mut *self.names.outlined,
+                    imports: self.names.imports,
+                },
                 frame,
+                true,
             );
             inner.load_frame();
-            let mut at = 3;
-            for (v, val) in &captures {
-                let mut parts = Vec::with_capacity(val.parts.len());
-                for &t in &types[at..at + val.parts.len()] {
-                    parts.push(inner.fb.ins().load(t, flags, ctxp, offsets[at] as i32));
-                    at += 1;
-                }
+            let mut slots = offsets[3..].iter();
+            for (v, val) in captures {
+                let parts = val
+                    .parts
+                    .iter()
+                    .zip(slots.by_ref())
+                    .map(|(&p, &off)| {
+                        let t = self.fb.func.dfg.value_type(p);
+                        inner.fb.ins().load(t, flags, ctxp, off as i32)
+                    })
+                    .collect();
                 inner.bind(*v, Binding::Let(Val::new(val.ty, val.shape, parts)))?;
             }
             inner.serial_loop(var, lo, hi, step, body)?;
@@ -509,30 +554,7 @@ impl<'a> FnLower<'a> {
         self.m
             .define_function(id, &mut ctx)
             .map_err(|e| module_error(&self.k.name, Some(&ctx.func), e))?;
-
-        // The caller: fill the context block and hand it to the runtime.
-        let slot = self.fb.create_sized_stack_slot(StackSlotData::new(
-            StackSlotKind::ExplicitSlot,
-            size,
-            4,
-        ));
-        let mut values = vec![self.bufs_arg, self.dims_arg, self.rt];
-        for (_, val) in &captures {
-            values.extend(&val.parts);
-        }
-        for (&v, &off) in values.iter().zip(&offsets) {
-            self.fb.ins().stack_store(self.ptr, v, slot, off as i32);
-        }
-        let body_ref = self.m.declare_func_in_func(id, self.fb.func);
-        let body_addr = self.fb.ins().func_addr(self.ptr, body_ref);
-        let ctx_addr = self.fb.ins().stack_addr(self.ptr, slot, 0);
-        let sig = abi::parallel_for_sig(self.m);
-        let pf = self.import(PARALLEL_FOR, &sig)?;
-        let step = self.fb.ins().iconst(types::I64, step);
-        self.fb
-            .ins()
-            .call(pf, &[self.rt, body_addr, ctx_addr, start, end, step]);
-        Ok(())
+        Ok(id)
     }
 
     /// A parallel body may not assign variables declared outside it.
@@ -563,7 +585,7 @@ impl<'a> FnLower<'a> {
         }
         let id = self
             .m
-            .declare_function(name, self.imports, sig)
+            .declare_function(name, self.names.imports, sig)
             .map_err(|e| module_error(&self.k.name, None, e))?;
         let f = self.m.declare_func_in_func(id, self.fb.func);
         self.funcs.insert(name.to_string(), f);
@@ -587,8 +609,14 @@ impl<'a> FnLower<'a> {
         self.fb.ins().stack_addr(self.ptr, slot, 0)
     }
 
-    /// Runs `then` when `c` holds and `other` otherwise; both produce
-    /// values of the same types, which are returned.
+    fn jump_with(&mut self, block: ir::Block, vals: Vec<Value>) {
+        let args: Vec<ir::BlockArg> = vals.into_iter().map(ir::BlockArg::Value).collect();
+        self.fb.ins().jump(block, &args);
+    }
+
+    /// Runs `then` when `c` holds and `other` (the rare path, laid out
+    /// out of line) otherwise; both produce values of the same types,
+    /// which are returned.
     pub(super) fn branch_values(
         &mut self,
         c: Value,
@@ -602,19 +630,14 @@ impl<'a> FnLower<'a> {
         for &t in types {
             self.fb.append_block_param(join, t);
         }
+        self.fb.set_cold_block(other_b);
         self.fb.ins().brif(c, then_b, &[], other_b, &[]);
-        for (b, f) in [
-            (
-                then_b,
-                Box::new(then) as Box<dyn FnOnce(&mut Self) -> R<Vec<Value>>>,
-            ),
-            (other_b, Box::new(other)),
-        ] {
-            self.fb.switch_to_block(b);
-            let vals = f(self)?;
-            let args: Vec<ir::BlockArg> = vals.into_iter().map(ir::BlockArg::Value).collect();
-            self.fb.ins().jump(join, &args);
-        }
+        self.fb.switch_to_block(then_b);
+        let vals = then(self)?;
+        self.jump_with(join, vals);
+        self.fb.switch_to_block(other_b);
+        let vals = other(self)?;
+        self.jump_with(join, vals);
         self.fb.switch_to_block(join);
         Ok(self.fb.block_params(join).to_vec())
     }

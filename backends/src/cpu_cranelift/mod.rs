@@ -80,6 +80,9 @@ pub enum CodegenError {
     /// Cranelift rejected the generated function or the module.
     #[error("kernel `{kernel}`: cranelift: {message}")]
     Cranelift { kernel: String, message: String },
+    /// Linking or mapping the compiled module.
+    #[error("cranelift module: {0}")]
+    Module(String),
     /// The target triple or its flags.
     #[error("target: {0}")]
     Target(String),
@@ -142,10 +145,7 @@ impl JitModule {
         check_imports(&module)?;
         module
             .finalize_definitions()
-            .map_err(|e| CodegenError::Cranelift {
-                kernel: String::new(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| CodegenError::Module(e.to_string()))?;
         let entries = kernels
             .iter()
             .zip(ids)
