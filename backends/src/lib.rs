@@ -5,8 +5,7 @@
 //! ([`Executable::run`]). `interp` (the reference interpreter) is always
 //! available; code generators register here behind their cargo features.
 
-
-
+pub mod cpu_cranelift;
 pub mod interp;
 
 use saturn_ir::target::Target;
