@@ -5,6 +5,8 @@
 //! ([`Executable::run`]). `interp` (the reference interpreter) is always
 //! available; code generators register here behind their cargo features.
 
+pub mod aot;
+pub mod cpu;
 pub mod cpu_cranelift;
 pub mod interp;
 
@@ -63,7 +65,7 @@ pub trait Executable {
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError>;
 }
 
-static BACKENDS: &[&dyn Backend] = &[&interp::Interp];
+static BACKENDS: &[&dyn Backend] = &[&interp::Interp, &cpu::Cpu];
 
 /// Backends that are known but need a cargo feature, with that feature.
 static DISABLED: &[(&str, &str)] = &[];

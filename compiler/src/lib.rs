@@ -4,5 +4,6 @@
 // once per failed import, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod commands;
 pub mod model;
 pub mod onnx;

@@ -18,15 +18,20 @@ use saturn_passes::{DEFAULT_PIPELINE, Limits, PassContext, run_pipeline};
     long_about = "Saturn: a tensor compiler for ONNX models.\n\n\
         Saturn imports an ONNX model into its typed Graph IR, optimizes it by equality \
         saturation (softmax and attention fusion, two-pass softmax, flat GEMM, BatchNorm \
-        folding, chosen by the target's cost model) and runs it with a backend (today the \
-        reference interpreter, `interp`). Every step reads and writes text: `saturn ir` shows \
+        folding, chosen by the target's cost model), lowers it to loop kernels and compiles \
+        them to native code (`cpu`, through Cranelift), in process or ahead of time into a \
+        shared library with a C header (`saturn compile`). The reference interpreter \
+        (`interp`) runs any model and checks every backend. Every step reads and writes text: `saturn ir` shows \
         the Graph IR of a model, `saturn opt` the optimized IR, and a `.tir` file can be run \
         like a model.",
     after_help = "Examples:\n  \
         saturn ir examples/mlp/model.onnx\n  \
         saturn opt examples/mlp/model.onnx --report\n  \
         saturn run examples/mlp/model.onnx --inputs examples/mlp/inputs --outputs /tmp/out\n  \
-        saturn run model.tir --inputs in/ --outputs out/ --backend interp\n\n\
+        saturn run model.tir --inputs in/ --outputs out/ --backend interp\n  \
+        saturn run examples/mlp/model.onnx --inputs examples/mlp/inputs --outputs /tmp/out --backend cpu\n  \
+        saturn compile examples/mlp/model.onnx -o /tmp/mlp --report\n  \
+        saturn bench examples/mlp/model.onnx --backend cpu --threads 1 --json\n\n\
         Run `saturn help <command>` for the options of a command."
 )]
 struct Cli {
@@ -57,6 +62,76 @@ enum Command {
         #[arg(long)]
         no_opt: bool,
         /// Target the optimizer's cost model describes.
+        #[arg(long, default_value = "host", value_parser = target_name)]
+        target: String,
+        /// Threads for compiled code's parallel loops (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Compile a model ahead of time into a shared library with a C header.
+    ///
+    /// Writes DIR/lib<NAME>.so, DIR/<NAME>.h (the C interface: create a
+    /// session, run it on input and output buffers, query input/output names,
+    /// dtypes and shapes, destroy, last error), DIR/<NAME>.weights (read by
+    /// create) and DIR/<NAME>.manifest.json. Needs a C compiler (`cc`, or $CC)
+    /// to link. Inputs with symbolic dims need --shape.
+    Compile {
+        /// The model: an ONNX file (.onnx) or Graph IR text (.tir).
+        model: PathBuf,
+        /// Folder to write the library, header, weights and manifest into.
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+        /// Code generator (`cpu`: Cranelift).
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Library name (default: the model file's folder or stem name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Concrete shape for an input with symbolic dims: NAME=D1,D2,…
+        #[arg(long, value_name = "NAME=DIMS")]
+        shape: Vec<String>,
+        /// Print what was compiled: kernels per op, ops left to a fallback,
+        /// planned memory against the sum of all buffers.
+        #[arg(long)]
+        report: bool,
+        /// Print the Kernel IR of every kernel to stderr.
+        #[arg(long)]
+        print_kernels: bool,
+        #[arg(long, default_value = "host", value_parser = target_name)]
+        target: String,
+    },
+    /// Measure a model's latency with a backend.
+    ///
+    /// Prepares (compiles) the model once, timed separately, then runs it
+    /// --warmup times untimed and --runs times timed, and prints median and
+    /// minimum latency. Inputs come from --inputs (input_0.pb, …) or are
+    /// generated (floats uniform in [-1, 1), integers 0).
+    Bench {
+        /// The model: an ONNX file (.onnx) or Graph IR text (.tir).
+        model: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        /// Threads for parallel loops (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Timed runs.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Folder with input_0.pb, … (default: generated inputs).
+        #[arg(long, value_name = "DIR")]
+        inputs: Option<PathBuf>,
+        /// Concrete shape for an input with symbolic dims: NAME=D1,D2,…
+        #[arg(long, value_name = "NAME=DIMS")]
+        shape: Vec<String>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Run the graph as imported, without the optimizer.
+        #[arg(long)]
+        no_opt: bool,
         #[arg(long, default_value = "host", value_parser = target_name)]
         target: String,
     },
@@ -123,9 +198,58 @@ fn run(cmd: Command) -> Result<()> {
             backend,
             no_opt,
             target,
+            threads,
         } => {
             let target = (!no_opt).then(|| Target::named(&target).expect("checked by clap"));
-            run_model(&model, &inputs, &outputs, &backend, target)
+            run_model(&model, &inputs, &outputs, &backend, target, threads)
+        }
+        Command::Compile {
+            model,
+            output,
+            backend,
+            name,
+            shape,
+            report,
+            print_kernels,
+            target,
+        } => {
+            let target = Target::named(&target).expect("checked by clap");
+            saturn::commands::compile(
+                &model,
+                &output,
+                &backend,
+                name.as_deref(),
+                &shape,
+                &target,
+                report,
+                print_kernels,
+            )
+        }
+        Command::Bench {
+            model,
+            backend,
+            threads,
+            runs,
+            warmup,
+            inputs,
+            shape,
+            json,
+            no_opt,
+            target,
+        } => {
+            let target = Target::named(&target).expect("checked by clap");
+            saturn::commands::bench(&saturn::commands::BenchOptions {
+                model,
+                backend,
+                threads,
+                runs: runs.max(1),
+                warmup,
+                inputs,
+                shapes: shape,
+                json,
+                opt: !no_opt,
+                target,
+            })
         }
         Command::Opt {
             model,
@@ -199,6 +323,7 @@ fn run_model(
     outputs: &Path,
     backend: &str,
     opt: Option<Target>,
+    threads: usize,
 ) -> Result<()> {
     let backend = saturn_backends::lookup(backend)?;
     let mut g = model::load(model)?;
@@ -224,7 +349,13 @@ fn run_model(
         }
         tensors.push(tensor::read_file(&path)?);
     }
-    let exe = backend.prepare(&g)?;
+    let exe = backend.prepare_with(
+        &g,
+        &saturn_backends::PrepareOptions {
+            threads,
+            ..Default::default()
+        },
+    )?;
     let results = exe.run(tensors)?;
     std::fs::create_dir_all(outputs).map_err(|e| format!("{}: {e}", outputs.display()))?;
     for (i, (t, &v)) in results.iter().zip(g.outputs()).enumerate() {

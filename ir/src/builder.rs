@@ -432,10 +432,8 @@ pub fn specialize(g: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, BuildError>
         match &data.def {
             ValueDef::Input(i) => {
                 let shape = shapes.get(*i).cloned().unwrap_or_default();
-                map[v.index()] = Some(b.input(
-                    data.name.clone(),
-                    TensorType::known(data.ty.dtype, &shape),
-                )?);
+                map[v.index()] =
+                    Some(b.input(data.name.clone(), TensorType::known(data.ty.dtype, &shape))?);
             }
             ValueDef::Const(t) => {
                 map[v.index()] = Some(b.constant(data.name.clone(), t.clone())?);
@@ -456,9 +454,12 @@ pub fn specialize(g: &Graph, shapes: &[Vec<usize>]) -> Result<Graph, BuildError>
         let known: Vec<Option<Arc<Tensor>>> = if node.op.subgraphs().is_empty() && !random {
             let ins: Vec<Option<&Arc<Tensor>>> =
                 inputs.iter().map(|v| v.and_then(|v| b.known(v))).collect();
-            if ins.iter().zip(&node.inputs).all(|(k, v)| v.is_none() || k.is_some()) {
-                let tys: Vec<TensorType> =
-                    node.outputs.iter().map(|v| g.ty(*v).clone()).collect();
+            if ins
+                .iter()
+                .zip(&node.inputs)
+                .all(|(k, v)| v.is_none() || k.is_some())
+            {
+                let tys: Vec<TensorType> = node.outputs.iter().map(|v| g.ty(*v).clone()).collect();
                 let refs: Vec<Option<&Tensor>> = ins.iter().map(|t| t.map(|t| &**t)).collect();
                 match crate::interp::eval_op(&node.op, &refs, &tys) {
                     Ok(outs) if outs.iter().all(|t| t.numel() <= 1 << 16) => {

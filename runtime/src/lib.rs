@@ -16,10 +16,10 @@ pub mod memory;
 pub mod pool;
 mod session;
 
+use saturn_ir::DType;
 use saturn_ir::ops::Op;
 use saturn_ir::shape::TensorType;
 use saturn_ir::tensor::Tensor;
-use saturn_ir::DType;
 use std::sync::Arc;
 
 pub use session::Session;

@@ -130,7 +130,11 @@ mod tests {
                     )
                 };
                 let want: i64 = (start..end).step_by(step as usize).sum();
-                assert_eq!(ctx.0.load(Ordering::Relaxed), want, "{start}..{end} by {step}");
+                assert_eq!(
+                    ctx.0.load(Ordering::Relaxed),
+                    want,
+                    "{start}..{end} by {step}"
+                );
             }
         }
     }

@@ -119,9 +119,9 @@ impl Session {
             }
         };
         for (t, &s) in inputs.iter().zip(&self.plan.inputs) {
-            let bytes = t
-                .to_le_bytes()
-                .ok_or_else(|| RuntimeError::Step(format!("input {} has no byte form", t.dtype())))?;
+            let bytes = t.to_le_bytes().ok_or_else(|| {
+                RuntimeError::Step(format!("input {} has no byte form", t.dtype()))
+            })?;
             // SAFETY: the slot has exactly the input's size (checked).
             unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr(s), bytes.len()) };
         }
@@ -160,7 +160,9 @@ impl Session {
                             )));
                         }
                         // SAFETY: sizes checked just above.
-                        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr(s), bytes.len()) };
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr(s), bytes.len())
+                        };
                     }
                 }
             }

@@ -255,6 +255,16 @@ pub fn report_filtered(results: &Results) {
 /// `SATURN_BLESS=1` when `may_bless`). With `SATURN_CASES=pattern`, runs
 /// only the matching cases and prints each result instead.
 pub fn check_suites(list: &str, prepare: &Prepare<'_>, may_bless: bool) {
+    check_suites_with(
+        list,
+        prepare,
+        &|g, inputs| saturn_ir::interp::run(g, inputs).map_err(|e| e.to_string()),
+        may_bless,
+    )
+}
+
+/// [`check_suites`] with another way to run a graph (a backend).
+pub fn check_suites_with(list: &str, prepare: &Prepare<'_>, run: &Runner<'_>, may_bless: bool) {
     let cases = all_cases();
     assert!(
         cases.len() > 2000,
@@ -269,9 +279,7 @@ pub fn check_suites(list: &str, prepare: &Prepare<'_>, may_bless: bool) {
             .collect(),
         None => cases,
     };
-    let results = run_all(&cases, prepare, &|g, inputs| {
-        saturn_ir::interp::run(g, inputs).map_err(|e| e.to_string())
-    });
+    let results = run_all(&cases, prepare, run);
     if filter.is_some() {
         report_filtered(&results);
         return;

@@ -77,7 +77,10 @@ impl KernelBuilder {
     /// once) and returns the variable. Leaves and constants are returned
     /// as they are.
     pub fn let_(&mut self, name: &str, e: Expr) -> Expr {
-        if matches!(e, Expr::Var(_) | Expr::Dim(_) | Expr::Int(..) | Expr::Float(..)) {
+        if matches!(
+            e,
+            Expr::Var(_) | Expr::Dim(_) | Expr::Int(..) | Expr::Float(..)
+        ) {
             return e;
         }
         let ty = self.ty(&e);
@@ -352,7 +355,7 @@ fn fold(op: BinOp, a: Expr, b: Expr) -> Expr {
         (BinOp::Mul, Some(1), _) if same_ty(&a, &b) => b,
         (BinOp::Mul | BinOp::Div, _, Some(1)) if same_ty(&a, &b) => a,
         (BinOp::Mul, Some(0), _) | (BinOp::Mul, _, Some(0))
-            if same_ty(&a, &b) && is_index(&a) =>
+            if same_ty(&a, &b) && (is_index(&a) || is_index(&b)) =>
         {
             Expr::idx(0)
         }

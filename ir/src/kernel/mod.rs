@@ -25,8 +25,8 @@ pub mod math;
 pub mod text;
 pub mod verify;
 
-use crate::dtype::DType;
 use crate::attr::AttrValue;
+use crate::dtype::DType;
 use std::collections::BTreeMap;
 
 /// A buffer of a kernel, by position in [`Kernel::bufs`].

@@ -73,10 +73,7 @@ impl<'a> NodeCx<'a> {
             return unsupported(format!("dtype {} has no kernel lowering", ty.dtype));
         }
         let Some(shape) = ty.shape.as_known() else {
-            return unsupported(format!(
-                "value `{}` has no static shape",
-                self.g.name(v)
-            ));
+            return unsupported(format!("value `{}` has no static shape", self.g.name(v)));
         };
         Ok((ty.dtype, shape.iter().product()))
     }
@@ -261,6 +258,12 @@ pub fn flat_index(shape: &[usize], idx: &[Expr]) -> Expr {
 /// A buffer name from a value name: identifier characters only.
 fn clean(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

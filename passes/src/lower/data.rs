@@ -22,5 +22,8 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
             return r;
         }
     }
-    unsupported(format!("`{}` has no kernel lowering yet", cx.g.node(node).op.name()))
+    unsupported(format!(
+        "`{}` has no kernel lowering yet",
+        cx.g.node(node).op.name()
+    ))
 }

@@ -65,8 +65,8 @@ fn supported(op: &Op, g: &Graph, node: &Node) -> bool {
         | Expand(_) | Sign(_) | Relu(_) | Mod(_) => true,
         Dropout(_) => node.outputs.len() == 1,
         Ceil(_) | Floor(_) | Round(_) | Sqrt(_) | Exp(_) | Log(_) | Tanh(_) | Sigmoid(_)
-        | Erf(_) | Sin(_) | Cos(_) | Reciprocal(_) | LeakyRelu(_) | PRelu(_) | Elu(_)
-        | Selu(_) | Celu(_) | HardSigmoid(_) | HardSwish(_) | Softplus(_) | Softsign(_)
+        | Erf(_) | Sin(_) | Cos(_) | Reciprocal(_) | LeakyRelu(_) | PRelu(_) | Elu(_) | Selu(_)
+        | Celu(_) | HardSigmoid(_) | HardSwish(_) | Softplus(_) | Softsign(_)
         | ThresholdedRelu(_) | Shrink(_) | Swish(_) | Mish(_) | Gelu(_) | Pow(_) | IsNaN(_)
         | IsInf(_) | Tan(_) | Asin(_) | Acos(_) | Atan(_) | Sinh(_) | Cosh(_) | Asinh(_)
         | Acosh(_) | Atanh(_) => float_in,
@@ -141,7 +141,11 @@ pub fn op_expr(
             let s = Expr::select(
                 bin(BinOp::Gt, x.clone(), k(0.0, ty)),
                 k(1.0, ty),
-                Expr::select(bin(BinOp::Lt, x.clone(), k(0.0, ty)), k(-1.0, ty), k(0.0, ty)),
+                Expr::select(
+                    bin(BinOp::Lt, x.clone(), k(0.0, ty)),
+                    k(-1.0, ty),
+                    k(0.0, ty),
+                ),
             );
             if fl {
                 Expr::select(bin(BinOp::Ne, x.clone(), x.clone()), x, s)
@@ -192,7 +196,11 @@ pub fn op_expr(
         Elu(o) => {
             let x = b.let_("x", x);
             let e = math::exp(b, x.clone());
-            let neg = bin(BinOp::Mul, k(o.alpha as f64, ty), bin(BinOp::Sub, e, k(1.0, ty)));
+            let neg = bin(
+                BinOp::Mul,
+                k(o.alpha as f64, ty),
+                bin(BinOp::Sub, e, k(1.0, ty)),
+            );
             Expr::select(bin(BinOp::Lt, x.clone(), k(0.0, ty)), neg, x)
         }
         Selu(o) => {
@@ -257,9 +265,14 @@ pub fn op_expr(
         Gelu(o) => {
             let x = b.let_("x", x);
             let inner = match o.approximate {
-                GeluApproximation::None => {
-                    fm::erf(b, bin(BinOp::Mul, x.clone(), k(std::f64::consts::FRAC_1_SQRT_2, ty)))
-                }
+                GeluApproximation::None => fm::erf(
+                    b,
+                    bin(
+                        BinOp::Mul,
+                        x.clone(),
+                        k(std::f64::consts::FRAC_1_SQRT_2, ty),
+                    ),
+                ),
                 GeluApproximation::Tanh => {
                     let x3 = bin(BinOp::Mul, bin(BinOp::Mul, x.clone(), x.clone()), x.clone());
                     let u = Expr::mul_add(x3, k(0.044715, ty), x.clone());
@@ -434,9 +447,17 @@ pub fn emit_tree(
     mask: Option<Expr>,
     anchor: Option<&Expr>,
 ) -> Result<Expr, Unsupported> {
-    emit_with(cx, t, &|cx: &NodeCx, v: Value| {
-        broadcast_strides(&cx.g.ty(v).shape.as_known().unwrap_or_default(), out)
-    }, idx, lanes, mask, anchor)
+    emit_with(
+        cx,
+        t,
+        &|cx: &NodeCx, v: Value| {
+            broadcast_strides(&cx.g.ty(v).shape.as_known().unwrap_or_default(), out)
+        },
+        idx,
+        lanes,
+        mask,
+        anchor,
+    )
 }
 
 /// [`emit_tree`] on `view`, a shape that merges adjacent dims of `out`.
@@ -488,7 +509,11 @@ pub fn emit_tree_view(
         cx,
         t,
         &move |_: &NodeCx, v: Value| {
-            merged.iter().find(|(l, _)| *l == v).map(|(_, s)| s.clone()).unwrap_or_default()
+            merged
+                .iter()
+                .find(|(l, _)| *l == v)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default()
         },
         idx,
         lanes,
@@ -519,7 +544,15 @@ fn emit_with(
             let mut vals = Vec::with_capacity(args.len());
             for a in args {
                 vals.push(match a {
-                    Some(a) => Some(emit_with(cx, a, strides_of, idx, lanes, mask.clone(), anchor)?),
+                    Some(a) => Some(emit_with(
+                        cx,
+                        a,
+                        strides_of,
+                        idx,
+                        lanes,
+                        mask.clone(),
+                        anchor,
+                    )?),
                     None => None,
                 });
             }
@@ -576,7 +609,11 @@ pub fn vector_loop(
         cx.b.end_for();
     }
     if full < n {
-        body(cx, Expr::idx(full as i64), Some(Expr::idx((n - full) as i64)))?;
+        body(
+            cx,
+            Expr::idx(full as i64),
+            Some(Expr::idx((n - full) as i64)),
+        )?;
     }
     Ok(())
 }
@@ -591,11 +628,20 @@ pub fn lower_tree(cx: &mut NodeCx) -> Result<(), Unsupported> {
         .iter()
         .map(|v| broadcast_strides(&cx.g.ty(*v).shape.as_known().unwrap_or_default(), &out))
         .collect();
-    all.push(saturn_ir::tensor::strides(&out).iter().map(|s| *s as i64).collect());
+    all.push(
+        saturn_ir::tensor::strides(&out)
+            .iter()
+            .map(|s| *s as i64)
+            .collect(),
+    );
     let (shape, st) = coalesce(&out, &all);
     let strides: Vec<(Value, Vec<i64>)> = leaves.iter().copied().zip(st.iter().cloned()).collect();
     let strides_of = move |_: &NodeCx, v: Value| {
-        strides.iter().find(|(l, _)| *l == v).map(|(_, s)| s.clone()).unwrap_or_default()
+        strides
+            .iter()
+            .find(|(l, _)| *l == v)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
     };
     let total: usize = out.iter().product();
     let buf = cx.out_buf(0);
@@ -632,7 +678,8 @@ pub fn lower_tree(cx: &mut NodeCx) -> Result<(), Unsupported> {
         let full = n / l * l;
         cx.schedule("parallel", AttrValue::Str("c".into()));
         cx.schedule("chunk", AttrValue::Int(chunk as i64));
-        let c = cx.b.begin_for("c", 0, full.div_ceil(chunk), 1, LoopKind::Parallel);
+        let c =
+            cx.b.begin_for("c", 0, full.div_ceil(chunk), 1, LoopKind::Parallel);
         let start = c.clone() * chunk as i64;
         let end = (start.clone() + chunk as i64).min(Expr::idx(full as i64));
         let i = cx.b.begin_for("d0", start, end, l as i64, LoopKind::Serial);
@@ -640,7 +687,12 @@ pub fn lower_tree(cx: &mut NodeCx) -> Result<(), Unsupported> {
         cx.b.end_for();
         cx.b.end_for();
         if full < n {
-            store(cx, &[Expr::idx(full as i64)], Some(Expr::idx((n - full) as i64)), lanes)?;
+            store(
+                cx,
+                &[Expr::idx(full as i64)],
+                Some(Expr::idx((n - full) as i64)),
+                lanes,
+            )?;
         }
         return Ok(());
     }
@@ -653,11 +705,17 @@ pub fn lower_tree(cx: &mut NodeCx) -> Result<(), Unsupported> {
         };
         idx.push(cx.b.begin_for(&format!("d{d}"), 0, e, 1, kind));
     }
-    vector_loop(cx, &format!("d{}", rank - 1), n, lanes, &mut |cx, i, mask| {
-        let mut full = idx.clone();
-        full.push(i);
-        store(cx, &full, mask, lanes)
-    })?;
+    vector_loop(
+        cx,
+        &format!("d{}", rank - 1),
+        n,
+        lanes,
+        &mut |cx, i, mask| {
+            let mut full = idx.clone();
+            full.push(i);
+            store(cx, &full, mask, lanes)
+        },
+    )?;
     for _ in 0..rank - 1 {
         cx.b.end_for();
     }
@@ -700,11 +758,19 @@ mod fm {
     pub fn sigmoid(b: &mut KernelBuilder, x: Expr) -> Expr {
         let t: Ty = b.ty(&x);
         let e = saturn_ir::kernel::math::exp(b, -x);
-        Expr::bin(BinOp::Div, Expr::constant(1.0, t), Expr::bin(BinOp::Add, Expr::constant(1.0, t), e))
+        Expr::bin(
+            BinOp::Div,
+            Expr::constant(1.0, t),
+            Expr::bin(BinOp::Add, Expr::constant(1.0, t), e),
+        )
     }
     pub fn pow(b: &mut KernelBuilder, x: Expr, y: Expr) -> Expr {
         let t = b.ty(&x);
-        let name = if t.elem == saturn_ir::DType::F64 { "pow" } else { "powf" };
+        let name = if t.elem == saturn_ir::DType::F64 {
+            "pow"
+        } else {
+            "powf"
+        };
         Expr::Call(name.to_string(), vec![x, y], t)
     }
 }

@@ -45,12 +45,12 @@ pub fn run_lowered(
                     let bytes = len * elem_bytes(buf.dtype);
                     storage.push(match a {
                         Arg::Value(v) => match &vals[v.index()] {
-                            Some(t) => t
-                                .to_le_bytes()
-                                .ok_or_else(|| format!("value `{}` has no byte form", g.name(*v)))?,
-                            None => vec![0; bytes],
+                            Some(t) => t.to_le_bytes().ok_or_else(|| {
+                                format!("value `{}` has no byte form", g.name(*v))
+                            })?,
+                            None => vec![0xFF; bytes],
                         },
-                        Arg::Scratch => vec![0; bytes],
+                        Arg::Scratch => vec![0xFF; bytes],
                     });
                 }
                 {

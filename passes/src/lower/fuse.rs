@@ -56,7 +56,11 @@ impl Tree {
                 *self = with.clone();
                 1
             }
-            Tree::Node(_, args) => args.iter_mut().flatten().map(|a| a.replace_leaf(v, with)).sum(),
+            Tree::Node(_, args) => args
+                .iter_mut()
+                .flatten()
+                .map(|a| a.replace_leaf(v, with))
+                .sum(),
             _ => 0,
         }
     }
@@ -100,7 +104,9 @@ impl Group {
                 Tree::Leaf(_) => {}
             }
         }
-        let v = self.anchor_value.expect("an epilogue reads the anchor's value");
+        let v = self
+            .anchor_value
+            .expect("an epilogue reads the anchor's value");
         fill(&mut t, &Tree::Leaf(v));
         let tail = Group {
             anchor: None,
@@ -212,7 +218,15 @@ fn build_tree(
                 if let Some(p) = producer(v) {
                     if elementwise[p.index()] && !claimed[p.index()] {
                         claimed[p.index()] = true;
-                        return Some(build_tree(g, p, opts, elementwise, claimed, producer, private));
+                        return Some(build_tree(
+                            g,
+                            p,
+                            opts,
+                            elementwise,
+                            claimed,
+                            producer,
+                            private,
+                        ));
                     }
                 }
             }

@@ -61,29 +61,68 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
     let out = cx.out_shape(0);
     let spec = match &op {
         Op::Gemm(o) => {
-            let (m, k) = if o.transA { (sa[1], sa[0]) } else { (sa[0], sa[1]) };
+            let (m, k) = if o.transA {
+                (sa[1], sa[0])
+            } else {
+                (sa[0], sa[1])
+            };
             let n = if o.transB { sb[0] } else { sb[1] };
             let ao = if o.transA {
-                Operand { buf: a, batch_strides: vec![], rs: 1, cs: m as i64 }
+                Operand {
+                    buf: a,
+                    batch_strides: vec![],
+                    rs: 1,
+                    cs: m as i64,
+                }
             } else {
-                Operand { buf: a, batch_strides: vec![], rs: k as i64, cs: 1 }
+                Operand {
+                    buf: a,
+                    batch_strides: vec![],
+                    rs: k as i64,
+                    cs: 1,
+                }
             };
             let bo = if o.transB {
-                Operand { buf: b, batch_strides: vec![], rs: 1, cs: k as i64 }
+                Operand {
+                    buf: b,
+                    batch_strides: vec![],
+                    rs: 1,
+                    cs: k as i64,
+                }
             } else {
-                Operand { buf: b, batch_strides: vec![], rs: n as i64, cs: 1 }
+                Operand {
+                    buf: b,
+                    batch_strides: vec![],
+                    rs: n as i64,
+                    cs: 1,
+                }
             };
             let bias = match cx.input(2) {
                 Some(c) if o.beta != 0.0 => {
                     let s = super::elementwise::broadcast_strides(&cx.in_shape(2), &[m, n]);
                     Some((
-                        Operand { buf: c, batch_strides: vec![], rs: s[0], cs: s[1] },
+                        Operand {
+                            buf: c,
+                            batch_strides: vec![],
+                            rs: s[0],
+                            cs: s[1],
+                        },
                         o.beta as f64,
                     ))
                 }
                 _ => None,
             };
-            GemmSpec { batch: vec![], m, n, k, a: ao, b: bo, alpha: o.alpha as f64, bias, dtype }
+            GemmSpec {
+                batch: vec![],
+                m,
+                n,
+                k,
+                a: ao,
+                b: bo,
+                alpha: o.alpha as f64,
+                bias,
+                dtype,
+            }
         }
         Op::MatMul(_) | Op::FlatGemm(_) | Op::Gemv(_) => {
             if sa.is_empty() || sb.is_empty() {
@@ -91,8 +130,16 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
             }
             // Vectors are promoted to matrices (and the unit dim dropped
             // from the output, which the flat output index ignores).
-            let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.clone() };
-            let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.clone() };
+            let a2: Vec<usize> = if sa.len() == 1 {
+                vec![1, sa[0]]
+            } else {
+                sa.clone()
+            };
+            let b2: Vec<usize> = if sb.len() == 1 {
+                vec![sb[0], 1]
+            } else {
+                sb.clone()
+            };
             let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
             let n = b2[b2.len() - 1];
             let rank = a2.len().max(b2.len());
@@ -109,8 +156,18 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
                 let full = super::elementwise::broadcast_strides(shape, &batch_and(&batch, shape));
                 full[..batch.len()].to_vec()
             };
-            let ao = Operand { buf: a, batch_strides: bstr(&a2), rs: k as i64, cs: 1 };
-            let bo = Operand { buf: b, batch_strides: bstr(&b2), rs: n as i64, cs: 1 };
+            let ao = Operand {
+                buf: a,
+                batch_strides: bstr(&a2),
+                rs: k as i64,
+                cs: 1,
+            };
+            let bo = Operand {
+                buf: b,
+                batch_strides: bstr(&b2),
+                rs: n as i64,
+                cs: 1,
+            };
             let bias = match cx.input(2) {
                 Some(c) => {
                     let mut full_out = batch.clone();
@@ -128,7 +185,17 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
                 }
                 None => None,
             };
-            GemmSpec { batch, m, n, k, a: ao, b: bo, alpha: 1.0, bias, dtype }
+            GemmSpec {
+                batch,
+                m,
+                n,
+                k,
+                a: ao,
+                b: bo,
+                alpha: 1.0,
+                bias,
+                dtype,
+            }
         }
         _ => return unsupported("not a GEMM"),
     };
@@ -176,7 +243,11 @@ pub fn gemm(cx: &mut NodeCx, s: &GemmSpec, view: &[usize]) -> Result<(), Unsuppo
     let par_cols = big && !par_batch && !par_rows;
     let mut bidx = Vec::new();
     for (d, &e) in s.batch.iter().enumerate() {
-        let kind = if par_batch && d == 0 { LoopKind::Parallel } else { LoopKind::Serial };
+        let kind = if par_batch && d == 0 {
+            LoopKind::Parallel
+        } else {
+            LoopKind::Serial
+        };
         bidx.push(cx.b.begin_for(&format!("b{d}"), 0, e, 1, kind));
     }
     if !vectorized {
@@ -184,10 +255,24 @@ pub fn gemm(cx: &mut NodeCx, s: &GemmSpec, view: &[usize]) -> Result<(), Unsuppo
         scalar_gemm(cx, s, view, &bidx)?;
     } else {
         cx.schedule("vector", AttrValue::Int(LANES as i64));
-        cx.schedule("tile", AttrValue::Ints(vec![MR as i64, (NV * LANES) as i64]));
+        cx.schedule(
+            "tile",
+            AttrValue::Ints(vec![MR as i64, (NV * LANES) as i64]),
+        );
         cx.schedule(
             "parallel",
-            AttrValue::Str(if par_batch { "batch" } else if par_rows { "rows" } else if par_cols { "cols" } else { "none" }.into()),
+            AttrValue::Str(
+                if par_batch {
+                    "batch"
+                } else if par_rows {
+                    "rows"
+                } else if par_cols {
+                    "cols"
+                } else {
+                    "none"
+                }
+                .into(),
+            ),
         );
         // B packed contiguous when its columns are strided.
         let b = if s.b.cs != 1 {
@@ -233,7 +318,12 @@ fn pack_b(cx: &mut NodeCx, s: &GemmSpec, bidx: &[Expr]) -> Result<Operand, Unsup
     cx.b.end_for();
     cx.b.end_for();
     cx.schedule("pack_b", AttrValue::Int(1));
-    Ok(Operand { buf: panel, batch_strides: vec![0; s.batch.len()], rs: n as i64, cs: 1 })
+    Ok(Operand {
+        buf: panel,
+        batch_strides: vec![0; s.batch.len()],
+        rs: n as i64,
+        cs: 1,
+    })
 }
 
 fn scalar_gemm(
@@ -250,7 +340,10 @@ fn scalar_gemm(
     let a = Expr::load(s.a.buf, offset(&s.a, bidx, i.clone(), p.clone()));
     let b = Expr::load(s.b.buf, offset(&s.b, bidx, p, j.clone()));
     let prod = Expr::bin(saturn_ir::kernel::BinOp::Mul, a, b);
-    cx.b.assign(acc, Expr::bin(saturn_ir::kernel::BinOp::Add, Expr::Var(acc), prod));
+    cx.b.assign(
+        acc,
+        Expr::bin(saturn_ir::kernel::BinOp::Add, Expr::Var(acc), prod),
+    );
     cx.b.end_for();
     let v = finish_value(cx, s, bidx, Expr::Var(acc), i.clone(), j.clone(), 1, None);
     let mut idx = bidx.to_vec();
@@ -333,8 +426,16 @@ fn vector_gemm(
     for &(r0, r1, mr) in &row_blocks {
         for &(c0, c1, ncols) in &col_blocks {
             // Loop order: rows outer (parallel rows) or columns outer.
-            let rows_kind = if par_rows && mr == MR { LoopKind::Parallel } else { LoopKind::Serial };
-            let cols_kind = if par_cols && ncols == nb { LoopKind::Parallel } else { LoopKind::Serial };
+            let rows_kind = if par_rows && mr == MR {
+                LoopKind::Parallel
+            } else {
+                LoopKind::Serial
+            };
+            let cols_kind = if par_cols && ncols == nb {
+                LoopKind::Parallel
+            } else {
+                LoopKind::Serial
+            };
             let (i, j);
             if par_cols {
                 j = cx.b.begin_for("j", c0, c1, ncols as i64, cols_kind);
@@ -371,7 +472,11 @@ fn micro_kernel(
     let masks: Vec<Option<Expr>> = (0..nv)
         .map(|c| {
             let rem = ncols - c * LANES;
-            if rem >= LANES { None } else { Some(Expr::idx(rem as i64)) }
+            if rem >= LANES {
+                None
+            } else {
+                Some(Expr::idx(rem as i64))
+            }
         })
         .collect();
     let mut acc = Vec::new();
@@ -389,7 +494,8 @@ fn micro_kernel(
     }
     for r in 0..mr {
         let idx = offset(&s.a, bidx, i.clone() + r as i64, p.clone());
-        let a = cx.b.let_(&format!("a{r}"), Expr::load(s.a.buf, idx).splat(l));
+        let a =
+            cx.b.let_(&format!("a{r}"), Expr::load(s.a.buf, idx).splat(l));
         for c in 0..nv {
             let v = acc[r * nv + c];
             cx.b.assign(v, Expr::mul_add(a.clone(), bv[c].clone(), Expr::Var(v)));

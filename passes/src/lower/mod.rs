@@ -130,11 +130,7 @@ pub fn lower(g: &Graph, target: &Target, opts: &LowerOptions) -> Lowered {
                 // Kernel names are symbols: unique and identifier-safe.
                 let base = sanitize(&k.name);
                 let n = names.entry(base.clone()).or_insert(0);
-                k.name = if *n == 0 {
-                    base
-                } else {
-                    format!("{base}_{n}")
-                };
+                k.name = if *n == 0 { base } else { format!("{base}_{n}") };
                 *n += 1;
                 out.kernels.push(k);
                 out.steps.push(Step::Kernel {
@@ -175,11 +171,7 @@ fn push_single(
         Ok((mut k, args)) => {
             let base = sanitize(&k.name);
             let n = names.entry(base.clone()).or_insert(0);
-            k.name = if *n == 0 {
-                base
-            } else {
-                format!("{base}_{n}")
-            };
+            k.name = if *n == 0 { base } else { format!("{base}_{n}") };
             *n += 1;
             out.kernels.push(k);
             out.steps.push(Step::Kernel {
@@ -242,8 +234,19 @@ pub(crate) fn epilogue_anchor(op: &saturn_ir::Op) -> bool {
     use saturn_ir::Op::*;
     matches!(
         op,
-        MatMul(_) | Gemm(_) | FlatGemm(_) | Gemv(_) | Conv(_) | BatchNormalization(_)
-            | MaxPool(_) | AveragePool(_) | GlobalAveragePool(_) | LayerNormalization(_)
-            | Softmax(_) | Attention(_) | ReduceMean(_) | ReduceSum(_)
+        MatMul(_)
+            | Gemm(_)
+            | FlatGemm(_)
+            | Gemv(_)
+            | Conv(_)
+            | BatchNormalization(_)
+            | MaxPool(_)
+            | AveragePool(_)
+            | GlobalAveragePool(_)
+            | LayerNormalization(_)
+            | Softmax(_)
+            | Attention(_)
+            | ReduceMean(_)
+            | ReduceSum(_)
     )
 }

@@ -1,0 +1,256 @@
+//! The `cpu` backend: lowering to Kernel IR, machine code through
+//! Cranelift (JIT), run by the runtime.
+//!
+//! A graph whose shapes are all static compiles once, in `prepare`. A
+//! graph with symbolic dims compiles per set of concrete input shapes, on
+//! first use: the graph is specialised to those shapes, optimized again
+//! (shapes now known fold away) and lowered.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use saturn_ir::graph::{Graph, ValueDef};
+use saturn_ir::kernel::BufKind;
+use saturn_ir::target::Target;
+use saturn_ir::{Tensor, builder};
+use saturn_passes::lower::{self, Arg, LowerOptions, Lowered, Step};
+use saturn_runtime::{KernelFn, Plan, PlanStep, Session, Slot, SlotKind};
+
+use super::cpu_cranelift::JitModule;
+use super::{Backend, BackendError, Executable, PrepareOptions};
+
+pub struct Cpu;
+
+impl Backend for Cpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn description(&self) -> &'static str {
+        "native code for this CPU through Cranelift (128-bit SIMD), compiled in process"
+    }
+
+    fn prepare(&self, graph: &Graph) -> Result<Box<dyn Executable>, BackendError> {
+        self.prepare_with(graph, &PrepareOptions::default())
+    }
+
+    fn prepare_with(
+        &self,
+        graph: &Graph,
+        opts: &PrepareOptions,
+    ) -> Result<Box<dyn Executable>, BackendError> {
+        let exe = CpuExecutable {
+            graph: graph.clone(),
+            opts: opts.clone(),
+            compiled: Mutex::new(HashMap::new()),
+        };
+        if let Some(shapes) = static_input_shapes(graph) {
+            let c = compile(graph, &opts.target, opts.threads)?;
+            exe.compiled
+                .lock()
+                .expect("fresh lock")
+                .insert(shapes, Arc::new(c));
+        }
+        Ok(Box::new(exe))
+    }
+}
+
+fn static_input_shapes(g: &Graph) -> Option<Vec<Vec<usize>>> {
+    g.inputs()
+        .iter()
+        .map(|v| g.ty(*v).shape.as_known())
+        .collect()
+}
+
+struct CpuExecutable {
+    graph: Graph,
+    opts: PrepareOptions,
+    compiled: Mutex<HashMap<Vec<Vec<usize>>, Arc<Compiled>>>,
+}
+
+impl Executable for CpuExecutable {
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let c = {
+            let mut cache = self
+                .compiled
+                .lock()
+                .map_err(|_| BackendError::Run("a previous compile panicked".into()))?;
+            match cache.get(&shapes) {
+                Some(c) => c.clone(),
+                None => {
+                    check_against(&self.graph, &inputs)?;
+                    let g = builder::specialize(&self.graph, &shapes)
+                        .map_err(|e| BackendError::Run(e.to_string()))?;
+                    let g = saturn_passes::eqsat::optimize(&g, &self.opts.target)
+                        .map(|(g, _)| g)
+                        .unwrap_or(g);
+                    let c = Arc::new(compile(&g, &self.opts.target, self.opts.threads)?);
+                    cache.insert(shapes, c.clone());
+                    c
+                }
+            }
+        };
+        c.session
+            .run(&inputs)
+            .map_err(|e| BackendError::Run(e.to_string()))
+    }
+}
+
+/// Inputs must agree with the graph's declared types before the graph is
+/// specialised to them.
+fn check_against(g: &Graph, inputs: &[Tensor]) -> Result<(), BackendError> {
+    if inputs.len() != g.inputs().len() {
+        return Err(BackendError::Run(format!(
+            "expected {} inputs, got {}",
+            g.inputs().len(),
+            inputs.len()
+        )));
+    }
+    for (i, (t, v)) in inputs.iter().zip(g.inputs()).enumerate() {
+        let ty = g.ty(*v);
+        if t.dtype() != ty.dtype || !ty.shape.admits(t.shape()) {
+            return Err(BackendError::Run(format!(
+                "input {i} (`{}`): expected {}, got {}{:?}",
+                g.name(*v),
+                ty,
+                t.dtype(),
+                t.shape()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A graph compiled for the CPU: its lowering (for reports) and a session.
+pub struct Compiled {
+    pub lowered: Lowered,
+    pub session: Session,
+}
+
+/// Lowers a graph with static shapes and compiles its kernels in process.
+pub fn compile(g: &Graph, target: &Target, threads: usize) -> Result<Compiled, BackendError> {
+    let lowered = lower::lower(g, target, &LowerOptions::default());
+    let plan = build_plan(g, &lowered)?;
+    let jit = JitModule::compile(
+        &lowered.kernels,
+        &[(
+            "saturn_parallel_for",
+            saturn_runtime::pool::saturn_parallel_for as *const u8,
+        )],
+    )
+    .map_err(|e| BackendError::Run(e.to_string()))?;
+    let fns: Vec<KernelFn> = plan
+        .kernels
+        .iter()
+        .map(|name| {
+            jit.entry(name)
+                .map(|f| f as KernelFn)
+                .ok_or_else(|| BackendError::Run(format!("kernel `{name}` was not compiled")))
+        })
+        .collect::<Result<_, _>>()?;
+    let session = Session::new(plan, fns, threads, Arc::new(jit))
+        .map_err(|e| BackendError::Run(e.to_string()))?;
+    Ok(Compiled { lowered, session })
+}
+
+/// The runtime plan of a lowered graph: a slot per value it touches and
+/// per kernel scratch buffer.
+pub fn build_plan(g: &Graph, lowered: &Lowered) -> Result<Plan, BackendError> {
+    let mut plan = Plan {
+        kernels: lowered.kernels.iter().map(|k| k.name.clone()).collect(),
+        ..Plan::default()
+    };
+    let mut slot_of: Vec<Option<usize>> = vec![None; g.num_values()];
+    let mut slot = |plan: &mut Plan, v: saturn_ir::graph::Value| -> Result<usize, BackendError> {
+        if let Some(s) = slot_of[v.index()] {
+            return Ok(s);
+        }
+        let data = g.value(v);
+        let shape = data.ty.shape.as_known().ok_or_else(|| {
+            BackendError::Run(format!("value `{}` has no static shape", data.name))
+        })?;
+        let kind = match &data.def {
+            ValueDef::Input(i) => SlotKind::Input(*i),
+            ValueDef::Const(t) => SlotKind::Const(t.clone()),
+            ValueDef::Capture => {
+                return Err(BackendError::Run(format!(
+                    "capture `{}` at top level",
+                    data.name
+                )));
+            }
+            ValueDef::Node { .. } => SlotKind::Temp,
+        };
+        plan.slots.push(Slot {
+            name: data.name.clone(),
+            dtype: data.ty.dtype,
+            shape,
+            kind,
+        });
+        slot_of[v.index()] = Some(plan.slots.len() - 1);
+        Ok(plan.slots.len() - 1)
+    };
+    for &v in g.inputs() {
+        let s = slot(&mut plan, v)?;
+        plan.inputs.push(s);
+    }
+    for step in &lowered.steps {
+        match step {
+            Step::Kernel { kernel, args, .. } => {
+                let k = &lowered.kernels[*kernel];
+                let mut slots = Vec::with_capacity(args.len());
+                for (a, b) in args.iter().zip(&k.bufs) {
+                    slots.push(match a {
+                        Arg::Value(v) => slot(&mut plan, *v)?,
+                        Arg::Scratch => {
+                            debug_assert_eq!(b.kind, BufKind::Scratch);
+                            let len = b.len.as_int().ok_or_else(|| {
+                                BackendError::Run(format!(
+                                    "scratch `{}` has no static length",
+                                    b.name
+                                ))
+                            })?;
+                            plan.slots.push(Slot {
+                                name: format!("{}.{}", k.name, b.name),
+                                dtype: b.dtype,
+                                shape: vec![len as usize],
+                                kind: SlotKind::Scratch,
+                            });
+                            plan.slots.len() - 1
+                        }
+                    });
+                }
+                plan.steps.push(PlanStep::Kernel {
+                    kernel: *kernel,
+                    args: slots,
+                });
+            }
+            Step::Fallback { node, .. } => {
+                let n = g.node(*node);
+                let mut inputs = Vec::new();
+                for v in &n.inputs {
+                    inputs.push(match v {
+                        Some(v) => Some(slot(&mut plan, *v)?),
+                        None => None,
+                    });
+                }
+                let mut outputs = Vec::new();
+                for v in &n.outputs {
+                    outputs.push(slot(&mut plan, *v)?);
+                }
+                plan.steps.push(PlanStep::Fallback {
+                    label: n.label(g).to_string(),
+                    op: n.op.clone(),
+                    inputs,
+                    outputs,
+                    types: n.outputs.iter().map(|v| g.ty(*v).clone()).collect(),
+                });
+            }
+        }
+    }
+    for &v in g.outputs() {
+        let s = slot(&mut plan, v)?;
+        plan.outputs.push(s);
+    }
+    Ok(plan)
+}

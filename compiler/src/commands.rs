@@ -1,0 +1,299 @@
+//! `saturn compile` and `saturn bench`: the pipeline from a model file to
+//! a library or to measured latencies.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use saturn_ir::target::Target;
+use saturn_ir::{Graph, Tensor};
+use saturn_passes::{DEFAULT_PIPELINE, Limits, PassContext, run_pipeline};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Parses `NAME=D1,D2,…` shape overrides.
+fn parse_shapes(specs: &[String]) -> Result<Vec<(String, Vec<usize>)>> {
+    specs
+        .iter()
+        .map(|s| {
+            let (name, dims) = s
+                .split_once('=')
+                .ok_or_else(|| format!("--shape `{s}`: expected NAME=D1,D2,…"))?;
+            let dims = if dims.is_empty() {
+                vec![]
+            } else {
+                dims.split(',')
+                    .map(|d| d.trim().parse::<usize>())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|_| format!("--shape `{s}`: dims must be non-negative integers"))?
+            };
+            Ok((name.to_string(), dims))
+        })
+        .collect()
+}
+
+/// Loads a model, gives its inputs concrete shapes (from `--shape` or its
+/// static types) and optimizes it.
+pub fn load_static(path: &Path, shapes: &[String], target: &Target, opt: bool) -> Result<Graph> {
+    let g = crate::model::load(path)?;
+    let overrides = parse_shapes(shapes)?;
+    for (name, _) in &overrides {
+        if !g.inputs().iter().any(|v| g.name(*v) == name) {
+            let names: Vec<&str> = g.inputs().iter().map(|v| g.name(*v)).collect();
+            return Err(format!(
+                "--shape: the model has no input `{name}` (inputs: {})",
+                names.join(", ")
+            )
+            .into());
+        }
+    }
+    let mut concrete = Vec::new();
+    let mut any_override = false;
+    for &v in g.inputs() {
+        let ty = g.ty(v);
+        if let Some((_, dims)) = overrides.iter().find(|(n, _)| n == g.name(v)) {
+            if !ty.shape.admits(dims) {
+                return Err(format!(
+                    "--shape: input `{}` is {}, which {:?} does not fit",
+                    g.name(v),
+                    ty,
+                    dims
+                )
+                .into());
+            }
+            any_override = true;
+            concrete.push(dims.clone());
+        } else if let Some(s) = ty.shape.as_known() {
+            concrete.push(s);
+        } else {
+            return Err(format!(
+                "input `{}` has type {} with symbolic dims: give it a shape with --shape {}=D1,D2,…",
+                g.name(v),
+                ty,
+                g.name(v)
+            )
+            .into());
+        }
+    }
+    let g = if any_override {
+        saturn_ir::builder::specialize(&g, &concrete)?
+    } else {
+        g
+    };
+    if !opt {
+        return Ok(g);
+    }
+    let cx = PassContext {
+        target: target.clone(),
+        limits: Limits::default(),
+    };
+    Ok(run_pipeline(g, DEFAULT_PIPELINE, &cx, &mut |_, _, _| {})?)
+}
+
+fn default_name(model: &Path) -> String {
+    let stem = model
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if stem == "model" {
+        // The ONNX test layout: <case>/model.onnx.
+        if let Some(dir) = model.parent().and_then(|p| p.file_name()) {
+            return dir
+                .to_string_lossy()
+                .trim_start_matches("test_")
+                .to_string();
+        }
+    }
+    stem
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn compile(
+    model: &Path,
+    out: &Path,
+    backend: &str,
+    name: Option<&str>,
+    shapes: &[String],
+    target: &Target,
+    report: bool,
+    print_kernels: bool,
+) -> Result<()> {
+    if backend != "cpu" {
+        saturn_backends::lookup(backend)?;
+        return Err(format!("backend `{backend}` cannot build libraries (use `cpu`)").into());
+    }
+    let t0 = Instant::now();
+    let g = load_static(model, shapes, target, true)?;
+    let name = name
+        .map(str::to_string)
+        .unwrap_or_else(|| default_name(model));
+    let lib = saturn_backends::aot::build_library(&g, target, out, &name)?;
+    let secs = t0.elapsed().as_secs_f64();
+    if print_kernels {
+        for k in &lib.lowered.kernels {
+            eprintln!("{}", saturn_ir::kernel::text::print_kernel(k));
+        }
+    }
+    for f in &lib.files {
+        println!("wrote {}", f.display());
+    }
+    if report {
+        print_report(&g, &lib.lowered, &lib.memory, secs);
+    }
+    Ok(())
+}
+
+/// Kernels per op, fallbacks, memory: what `--report` prints.
+pub fn print_report(
+    g: &Graph,
+    lowered: &saturn_passes::lower::Lowered,
+    mem: &saturn_runtime::memory::MemoryPlan,
+    secs: f64,
+) {
+    use std::collections::BTreeMap;
+    let mut per_op: BTreeMap<&str, usize> = BTreeMap::new();
+    for step in &lowered.steps {
+        if let saturn_passes::lower::Step::Kernel { nodes, .. } = step {
+            for n in nodes {
+                *per_op.entry(g.node(*n).op.name()).or_default() += 1;
+            }
+        }
+    }
+    println!(
+        "compiled {} of {} nodes into {} kernels in {:.2} s",
+        lowered.compiled_nodes(),
+        g.nodes().len(),
+        lowered.kernels.len(),
+        secs
+    );
+    let ops: Vec<String> = per_op.iter().map(|(o, n)| format!("{o} ×{n}")).collect();
+    println!("native ops: {}", ops.join(", "));
+    let fb = lowered.fallbacks(g);
+    if fb.is_empty() {
+        println!("fallbacks: none (every node is native code)");
+    } else {
+        println!("fallbacks ({}, run by the interpreter):", fb.len());
+        for (n, op, why) in fb {
+            println!("  {n} ({op}): {why}");
+        }
+    }
+    println!(
+        "memory: planned peak {} vs {} unplanned ({:.1}%)",
+        human_bytes(mem.arena),
+        human_bytes(mem.unplanned),
+        100.0 * mem.arena as f64 / mem.unplanned.max(1) as f64
+    );
+}
+
+fn human_bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.2} MiB", n as f64 / 1048576.0),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+pub struct BenchOptions {
+    pub model: PathBuf,
+    pub backend: String,
+    pub threads: usize,
+    pub runs: usize,
+    pub warmup: usize,
+    pub inputs: Option<PathBuf>,
+    pub shapes: Vec<String>,
+    pub json: bool,
+    pub opt: bool,
+    pub target: Target,
+}
+
+/// Inputs for a benchmark: floats uniform in [-1, 1), everything else 0.
+pub fn generated_inputs(g: &Graph) -> Result<Vec<Tensor>> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    g.inputs()
+        .iter()
+        .map(|&v| {
+            let ty = g.ty(v);
+            let shape = ty
+                .shape
+                .as_known()
+                .ok_or_else(|| format!("input `{}` has symbolic dims: use --shape", g.name(v)))?;
+            let n: usize = shape.iter().product();
+            if ty.dtype.is_float() {
+                let vals: Vec<f32> = (0..n)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+                    })
+                    .collect();
+                Ok(Tensor::from_vec(shape, vals).cast(ty.dtype, true))
+            } else {
+                Ok(Tensor::zeros(ty.dtype, shape)?)
+            }
+        })
+        .collect()
+}
+
+pub fn bench(o: &BenchOptions) -> Result<()> {
+    let backend = saturn_backends::lookup(&o.backend)?;
+    let g = load_static(&o.model, &o.shapes, &o.target, o.opt)?;
+    let inputs = match &o.inputs {
+        Some(dir) => (0..g.inputs().len())
+            .map(|i| crate::onnx::tensor::read_file(&dir.join(format!("input_{i}.pb"))))
+            .collect::<std::result::Result<Vec<_>, _>>()?,
+        None => generated_inputs(&g)?,
+    };
+    let t0 = Instant::now();
+    let exe = backend.prepare_with(
+        &g,
+        &saturn_backends::PrepareOptions {
+            threads: o.threads,
+            target: o.target.clone(),
+        },
+    )?;
+    let compile_s = t0.elapsed().as_secs_f64();
+    for _ in 0..o.warmup {
+        exe.run(inputs.clone())?;
+    }
+    let mut times = Vec::with_capacity(o.runs);
+    for _ in 0..o.runs {
+        let ins = inputs.clone();
+        let t = Instant::now();
+        exe.run(ins)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = if times.len() % 2 == 1 {
+        times[times.len() / 2]
+    } else {
+        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
+    };
+    let min = times[0];
+    let threads = if o.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        o.threads
+    };
+    if o.json {
+        println!(
+            "{{\"model\": \"{}\", \"backend\": \"{}\", \"threads\": {threads}, \"runs\": {}, \"warmup\": {}, \"compile_s\": {compile_s:.6}, \"median_ms\": {median:.6}, \"min_ms\": {min:.6}}}",
+            o.model
+                .display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\""),
+            o.backend,
+            o.runs,
+            o.warmup
+        );
+    } else {
+        println!(
+            "{}: backend {}, {threads} thread(s): median {median:.3} ms, min {min:.3} ms over {} runs ({} warm-up); prepare/compile {compile_s:.3} s",
+            o.model.display(),
+            o.backend,
+            o.runs,
+            o.warmup
+        );
+    }
+    Ok(())
+}
