@@ -208,6 +208,18 @@ fn run_many(kernels: &[Kernel], jobs: &[Job]) -> Vec<Run> {
             out.push(Run { cpu: name, bufs });
         }
     }
+    // The Kernel IR evaluator must agree with the generated code.
+    for (kname, bufs, dims) in jobs {
+        let k = kernels.iter().find(|k| k.name == *kname).expect("kernel");
+        let mut bufs = bufs.clone();
+        let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        match saturn_ir::kernel::eval::eval_kernel(k, &mut refs, dims) {
+            Ok(()) => out.push(Run { cpu: "eval", bufs }),
+            // Functions this test supplies to the JIT are not the evaluator's.
+            Err(e) if e.msg.contains("function `test_") => {}
+            Err(e) => panic!("evaluator: {e}"),
+        }
+    }
     out
 }
 

@@ -7,3 +7,4 @@ use saturn_ir::graph::NodeId;
 pub fn lower(_cx: &mut NodeCx, _node: NodeId) -> Option<Result<(), Unsupported>> {
     None
 }
+// x
