@@ -24,6 +24,8 @@ const C_RUNTIME: &str = include_str!("../../runtime/c/saturn_rt.c");
 
 /// What `saturn compile` built, for its report.
 pub struct Library {
+    /// The graph as lowered (half-precision ops widened to f32).
+    pub graph: Graph,
     pub dir: PathBuf,
     pub name: String,
     pub lowered: Lowered,
@@ -58,6 +60,8 @@ pub fn build_library(
     name: &str,
 ) -> Result<Library, BackendError> {
     let name = c_name(name);
+    let wide = lower::half::widen_half(g);
+    let g = &wide;
     let lowered = lower::lower(g, target, &LowerOptions::default());
     let fallbacks = lowered.fallbacks(g);
     if !fallbacks.is_empty() {
@@ -131,6 +135,7 @@ pub fn build_library(
     let _ = std::fs::remove_file(&obj_path);
     let _ = std::fs::remove_file(&c_path);
     Ok(Library {
+        graph: wide.clone(),
         dir: dir.to_path_buf(),
         name,
         lowered,

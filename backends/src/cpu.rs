@@ -122,16 +122,19 @@ fn check_against(g: &Graph, inputs: &[Tensor]) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// A graph compiled for the CPU: its lowering (for reports) and a session.
+/// A graph compiled for the CPU: the graph as lowered (half-precision ops
+/// widened to f32), its lowering (for reports) and a session.
 pub struct Compiled {
+    pub graph: Graph,
     pub lowered: Lowered,
     pub session: Session,
 }
 
 /// Lowers a graph with static shapes and compiles its kernels in process.
 pub fn compile(g: &Graph, target: &Target, threads: usize) -> Result<Compiled, BackendError> {
-    let lowered = lower::lower(g, target, &LowerOptions::default());
-    let plan = build_plan(g, &lowered)?;
+    let g = lower::half::widen_half(g);
+    let lowered = lower::lower(&g, target, &LowerOptions::default());
+    let plan = build_plan(&g, &lowered)?;
     let jit = JitModule::compile(
         &lowered.kernels,
         &[(
@@ -151,7 +154,11 @@ pub fn compile(g: &Graph, target: &Target, threads: usize) -> Result<Compiled, B
         .collect::<Result<_, _>>()?;
     let session = Session::new(plan, fns, threads, Arc::new(jit))
         .map_err(|e| BackendError::Run(e.to_string()))?;
-    Ok(Compiled { lowered, session })
+    Ok(Compiled {
+        graph: g,
+        lowered,
+        session,
+    })
 }
 
 /// The runtime plan of a lowered graph: a slot per value it touches and

@@ -126,7 +126,24 @@ pub fn compile(
     let name = name
         .map(str::to_string)
         .unwrap_or_else(|| default_name(model));
-    let lib = saturn_backends::aot::build_library(&g, target, out, &name)?;
+    let lib = match saturn_backends::aot::build_library(&g, target, out, &name) {
+        Ok(lib) => lib,
+        Err(e) => {
+            if report {
+                // Say what was and was not compiled, then why no library.
+                let wide = saturn_passes::lower::half::widen_half(&g);
+                let lowered = saturn_passes::lower::lower(
+                    &wide,
+                    target,
+                    &saturn_passes::lower::LowerOptions::default(),
+                );
+                let plan = saturn_backends::cpu::build_plan(&wide, &lowered)?;
+                let mem = saturn_runtime::memory::plan(&plan);
+                print_report(&wide, &lowered, &mem, t0.elapsed().as_secs_f64());
+            }
+            return Err(e.into());
+        }
+    };
     let secs = t0.elapsed().as_secs_f64();
     if print_kernels {
         for k in &lib.lowered.kernels {
@@ -137,7 +154,7 @@ pub fn compile(
         println!("wrote {}", f.display());
     }
     if report {
-        print_report(&g, &lib.lowered, &lib.memory, secs);
+        print_report(&lib.graph, &lib.lowered, &lib.memory, secs);
     }
     Ok(())
 }

@@ -59,3 +59,116 @@ fn short_buffers_and_missing_extents_are_errors() {
     let e = run(src, &mut [f32s(&[0.; 2]), f32s(&[0.; 1])], &[2]).unwrap_err();
     assert!(e.contains("buffer `y` needs 8 bytes"), "{e}");
 }
+
+mod half_storage {
+    use half::{bf16, f16};
+    use saturn_ir::DType;
+    use saturn_ir::kernel::build::KernelBuilder;
+    use saturn_ir::kernel::eval::eval_kernel;
+    use saturn_ir::kernel::math::{Half, f32_to_half, half_to_f32};
+    use saturn_ir::kernel::{Expr, Kernel, LoopKind};
+
+    /// `out[i] = widen(bits[i])` four lanes at a time.
+    fn widen_kernel(h: Half, n: usize) -> Kernel {
+        let mut b = KernelBuilder::new("widen");
+        let x = b.input("x", DType::U16, n);
+        let y = b.output("y", DType::F32, n);
+        b.for_("i", 0, n, 4, LoopKind::Serial, |b, i| {
+            let v = half_to_f32(b, Expr::load_vec(x, i.clone(), 4, 1, None), h);
+            b.store_vec(y, i, v, 1, None);
+        });
+        b.finish()
+    }
+
+    fn narrow_kernel(h: Half, n: usize) -> Kernel {
+        let mut b = KernelBuilder::new("narrow");
+        let x = b.input("x", DType::F32, n);
+        let y = b.output("y", DType::U16, n);
+        b.for_("i", 0, n, 4, LoopKind::Serial, |b, i| {
+            let v = f32_to_half(b, Expr::load_vec(x, i.clone(), 4, 1, None), h);
+            b.store_vec(y, i, v, 1, None);
+        });
+        b.finish()
+    }
+
+    fn run(k: &Kernel, input: Vec<u8>, out_bytes: usize) -> Vec<u8> {
+        let mut bufs = [input, vec![0u8; out_bytes]];
+        let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        eval_kernel(k, &mut refs, &[]).unwrap();
+        let [_, out] = bufs;
+        out
+    }
+
+    #[test]
+    fn every_half_widens_exactly() {
+        let all: Vec<u16> = (0..=u16::MAX).collect();
+        let input: Vec<u8> = all.iter().flat_map(|b| b.to_le_bytes()).collect();
+        for h in [Half::F16, Half::BF16] {
+            let out = run(&widen_kernel(h, all.len()), input.clone(), all.len() * 4);
+            for (i, c) in out.chunks(4).enumerate() {
+                let got = f32::from_le_bytes(c.try_into().unwrap());
+                let want = match h {
+                    Half::F16 => f16::from_bits(i as u16).to_f32(),
+                    Half::BF16 => bf16::from_bits(i as u16).to_f32(),
+                };
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{h:?} {i:#06x}: got {got:e}, want {want:e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn floats_narrow_to_the_nearest_half_ties_to_even() {
+        // Edge values, then a spread of bit patterns over the whole range.
+        let mut xs: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            65504.0,
+            65519.0,
+            65520.0,
+            1e9,
+            -1e9,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            6.1035156e-5,
+            6.1e-5,
+            5.96e-8,
+            2.98e-8,
+            2.99e-8,
+            1e-10,
+            1.00048828125,
+            1.000732421875,
+            3.0e38,
+            f32::MIN_POSITIVE,
+        ];
+        let mut s = 0x9e37_79b9u32;
+        for _ in 0..40_000 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            xs.push(f32::from_bits(s));
+        }
+        xs.truncate(xs.len() / 4 * 4);
+        let input: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        for h in [Half::F16, Half::BF16] {
+            let out = run(&narrow_kernel(h, xs.len()), input.clone(), xs.len() * 2);
+            for (x, c) in xs.iter().zip(out.chunks(2)) {
+                let got = u16::from_le_bytes(c.try_into().unwrap());
+                let (want, got_nan) = match h {
+                    Half::F16 => (f16::from_f32(*x).to_bits(), f16::from_bits(got).is_nan()),
+                    Half::BF16 => (bf16::from_f32(*x).to_bits(), bf16::from_bits(got).is_nan()),
+                };
+                assert!(
+                    got == want || (x.is_nan() && got_nan),
+                    "{h:?} {x:e} ({:#010x}): got {got:#06x}, want {want:#06x}",
+                    x.to_bits()
+                );
+            }
+        }
+    }
+}

@@ -165,7 +165,7 @@ fn every_op() -> Kernel {
     b.let_("un", Expr::un(Not, bo.clone()));
     b.let_("un", Expr::un(Not, i.clone()));
     use BinOp::*;
-    for op in [Add, Sub, Mul, Div, Min, Max] {
+    for op in [Add, Sub, Mul, Div, Rem, Min, Max] {
         b.let_("bin", Expr::bin(op, fv.clone(), fv.clone()));
     }
     for op in [Rem, Shl, Shr, And, Or, Xor] {
@@ -671,9 +671,9 @@ fn verifier_rejects_ill_typed_text() {
             "let %a: bool = %c + %c",
         ),
         (
-            "  let %a: f32 = 1.5: f32 % 2.0: f32",
-            "`%` does not apply to f32",
-            "let %a: f32 = 1.5: f32 % 2.0: f32",
+            "  let %a: f32 = 1.5: f32 << 2.0: f32",
+            "`<<` does not apply to f32",
+            "let %a: f32 = 1.5: f32 << 2.0: f32",
         ),
         (
             "  let %a: i32 = sqrt(3: i32)",

@@ -110,15 +110,27 @@ impl Session {
             .lock()
             .map_err(|_| RuntimeError::Step("a previous run panicked".into()))?;
         let base = arena.as_mut_ptr() as *mut u8;
+        // Inputs are read where they are: kernels never write an input
+        // buffer, so the caller's tensors are bound without a copy.
+        let mut bound: Vec<Option<*mut u8>> = vec![None; self.plan.slots.len()];
+        for (t, &s) in inputs.iter().zip(&self.plan.inputs) {
+            if let Some(b) = t.as_le_bytes() {
+                bound[s] = Some(b.as_ptr() as *mut u8);
+            }
+        }
         let ptr = |s: usize| -> *mut u8 {
-            match (&self.weights[s], self.mem.offsets[s]) {
-                (Some(w), _) => w.as_ptr() as *mut u8,
+            match (bound[s], &self.weights[s], self.mem.offsets[s]) {
+                (Some(p), _, _) => p,
+                (None, Some(w), _) => w.as_ptr() as *mut u8,
                 // SAFETY: offsets lie inside the arena.
-                (None, Some(o)) => unsafe { base.add(o) },
-                (None, None) => std::ptr::null_mut(),
+                (None, None, Some(o)) => unsafe { base.add(o) },
+                (None, None, None) => std::ptr::null_mut(),
             }
         };
         for (t, &s) in inputs.iter().zip(&self.plan.inputs) {
+            if bound[s].is_some() {
+                continue;
+            }
             let bytes = t.to_le_bytes().ok_or_else(|| {
                 RuntimeError::Step(format!("input {} has no byte form", t.dtype()))
             })?;

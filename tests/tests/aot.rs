@@ -43,10 +43,10 @@ fn through_c(model: &Path, name: &str, inputs: &[Tensor]) -> Vec<Tensor> {
     let dir = std::env::temp_dir().join(format!("saturn-aot-{}-{name}", std::process::id()));
     let lib = saturn_backends::aot::build_library(&g, &target, &dir, name)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert!(lib.lowered.fallbacks(&g).is_empty());
+    assert!(lib.lowered.fallbacks(&lib.graph).is_empty());
     assert_eq!(
         lib.lowered.compiled_nodes(),
-        g.nodes().len(),
+        lib.graph.nodes().len(),
         "{name}: every node native"
     );
     let exe = dir.join("run_model");

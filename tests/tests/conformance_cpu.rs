@@ -32,7 +32,7 @@ fn cpu_conformance() {
             optimize(&s, &target).map(|(g, _)| g).unwrap_or(s)
         };
         let c = saturn_backends::cpu::compile(&g, &target, 1).map_err(|e| e.to_string())?;
-        let fb = c.lowered.fallbacks(&g);
+        let fb = c.lowered.fallbacks(&c.graph);
         if let Some((n, op, why)) = fb.first() {
             return Err(format!("fallback: `{n}` ({op}): {why}"));
         }

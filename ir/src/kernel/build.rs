@@ -201,6 +201,28 @@ impl KernelBuilder {
         self.push(s);
     }
 
+    /// Opens a conditional whose body is everything appended until the
+    /// matching [`KernelBuilder::end_if`] (no else branch).
+    pub fn begin_if(&mut self, cond: Expr) {
+        self.open.push(Stmt::If {
+            cond,
+            then_: Vec::new(),
+            else_: Vec::new(),
+        });
+        self.blocks.push(Vec::new());
+    }
+
+    /// Closes the innermost conditional opened with
+    /// [`KernelBuilder::begin_if`].
+    pub fn end_if(&mut self) {
+        let mut s = self.open.pop().expect("end_if without begin_if");
+        match &mut s {
+            Stmt::If { then_, .. } => *then_ = self.blocks.pop().expect("if block"),
+            _ => panic!("end_if closes a loop"),
+        }
+        self.push(s);
+    }
+
     pub fn if_(
         &mut self,
         cond: Expr,

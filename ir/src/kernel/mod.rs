@@ -187,7 +187,7 @@ pub enum BinOp {
     Mul,
     /// Float division, or integer division truncating toward zero.
     Div,
-    /// Integer remainder with the sign of the dividend.
+    /// Remainder with the sign of the dividend (C's `fmod` for floats).
     Rem,
     /// For floats: NaN if either operand is NaN.
     Min,

@@ -9,7 +9,7 @@
 //! - `let` and loop variables are immutable, `var` ones mutable, and only
 //!   the latter are assigned, with a value of their type;
 //! - operand types agree with the operation: arithmetic on integers and
-//!   floats, `%` and shifts on integers, bitwise operations on integers
+//!   floats (`%` of floats is C's `fmod`), shifts on integers, bitwise operations on integers
 //!   and bools, rounding and `sqrt` on floats, binary operands of one
 //!   type, comparisons giving bools, a `select` condition of bools with
 //!   the arms' lanes, `splat` of a scalar, `extract` of a lane that
@@ -486,8 +486,8 @@ impl<'a> Checker<'a> {
                 }
                 use BinOp::*;
                 let ok = match op {
-                    Add | Sub | Mul | Div | Min | Max => is_numeric(ta),
-                    Rem | Shl | Shr => ta.elem.is_int(),
+                    Add | Sub | Mul | Div | Rem | Min | Max => is_numeric(ta),
+                    Shl | Shr => ta.elem.is_int(),
                     And | Or | Xor => is_int_or_bool(ta),
                     Eq | Ne | Lt | Le | Gt | Ge => true,
                 };

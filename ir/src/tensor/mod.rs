@@ -447,6 +447,38 @@ impl Tensor {
         }
     }
 
+    /// The elements' memory as little-endian bytes, without a copy, where
+    /// the host stores them so (every fixed-width type on a little-endian
+    /// machine, bools as 0 or 1); `None` otherwise (then use
+    /// [`Tensor::to_le_bytes`]).
+    pub fn as_le_bytes(&self) -> Option<&[u8]> {
+        fn raw<T>(v: &[T]) -> &[u8] {
+            // SAFETY: any initialised memory may be viewed as bytes; the
+            // length is the slice's size in bytes.
+            unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+        }
+        if cfg!(target_endian = "big") {
+            return None;
+        }
+        Some(match &self.data {
+            // `bool` is one byte holding 0 or 1.
+            Data::Bool(v) => raw(v),
+            Data::I8(v) => raw(v),
+            Data::I16(v) => raw(v),
+            Data::I32(v) => raw(v),
+            Data::I64(v) => raw(v),
+            Data::U8(v) => raw(v),
+            Data::U16(v) => raw(v),
+            Data::U32(v) => raw(v),
+            Data::U64(v) => raw(v),
+            Data::F16(v) => raw(v),
+            Data::BF16(v) => raw(v),
+            Data::F32(v) => raw(v),
+            Data::F64(v) => raw(v),
+            _ => return None,
+        })
+    }
+
     /// Little-endian bytes of the elements, packed types one code per byte.
     /// Strings have no byte form and give `None`.
     pub fn to_le_bytes(&self) -> Option<Vec<u8>> {

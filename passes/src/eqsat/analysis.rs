@@ -128,6 +128,9 @@ pub fn infer_op(
             .all(|(t, v)| t.is_none() || v.is_some())
         && out[0].shape.numel().is_some_and(|n| n <= FOLD_LIMIT)
         && values.iter().any(|v| v.is_some());
+    if let Some(t) = shape_value(op, &types) {
+        return Some((out, Some(t)));
+    }
     let folded = if foldable {
         let refs: Vec<Option<&Tensor>> = values.iter().map(|v| v.as_deref()).collect();
         interp::eval_op(op, &refs, &out)
@@ -137,6 +140,21 @@ pub fn infer_op(
         None
     };
     Some((out, folded))
+}
+
+/// `Shape` and `Size` of a value whose shape is static are constants,
+/// whatever the value is.
+fn shape_value(op: &Op, inputs: &[Option<TensorType>]) -> Option<Tensor> {
+    let dims = inputs.first()?.as_ref()?.shape.as_known()?;
+    match op {
+        Op::Shape(s) => {
+            let (a, b) = saturn_ir::ops::rules::shape_range(s.start, s.end, dims.len());
+            let v: Vec<i64> = dims[a..b].iter().map(|&d| d as i64).collect();
+            Some(Tensor::from_vec(vec![v.len()], v))
+        }
+        Op::Size(_) => Some(Tensor::scalar(dims.iter().product::<usize>() as i64)),
+        _ => None,
+    }
 }
 
 impl Analysis<Node> for GraphAnalysis {

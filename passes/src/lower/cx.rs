@@ -5,7 +5,7 @@ use super::fuse::{Group, Tree};
 use super::{Arg, Unsupported, elementwise, unsupported};
 use saturn_ir::graph::{Graph, Node, NodeId, Value};
 use saturn_ir::kernel::build::KernelBuilder;
-use saturn_ir::kernel::{BufId, Expr, Kernel, is_kernel_dtype};
+use saturn_ir::kernel::{BufId, Expr, Kernel};
 use saturn_ir::target::Target;
 use saturn_ir::tensor::Tensor;
 use saturn_ir::{AttrValue, DType};
@@ -69,13 +69,23 @@ impl<'a> NodeCx<'a> {
 
     fn static_type(&self, v: Value) -> Result<(DType, usize), Unsupported> {
         let ty = self.g.ty(v);
-        if !is_kernel_dtype(ty.dtype) {
+        let Some(storage) = super::storage_dtype(ty.dtype) else {
             return unsupported(format!("dtype {} has no kernel lowering", ty.dtype));
+        };
+        if storage != ty.dtype
+            && let Some(a) = self.group.anchor
+            && !super::half::moves_bits(&self.g.node(a).op)
+        {
+            return unsupported(format!(
+                "`{}` computes in {}, which kernels hold only as bits (it was not widened to f32)",
+                self.g.node(a).op.name(),
+                ty.dtype
+            ));
         }
         let Some(shape) = ty.shape.as_known() else {
             return unsupported(format!("value `{}` has no static shape", self.g.name(v)));
         };
-        Ok((ty.dtype, shape.iter().product()))
+        Ok((storage, shape.iter().product()))
     }
 
     fn bind_input(&mut self, v: Value) -> Result<BufId, Unsupported> {
@@ -222,12 +232,11 @@ impl<'a> NodeCx<'a> {
         };
         let flat = flat_index(view, idx);
         let buf = self.out_buf(0);
-        let want = self.b.kernel().buf(buf).dtype;
-        let value = if self.b.ty(&value).elem != want {
-            value.cast(want)
-        } else {
-            value
+        let final_dtype = match self.group.root {
+            Some(r) => self.g.ty(r).dtype,
+            None => self.out_dtype(0),
         };
+        let value = super::elementwise::to_storage(&mut self.b, value, final_dtype);
         self.b.store_vec(buf, flat, value, 1, mask);
         Ok(())
     }

@@ -14,6 +14,7 @@ const FAMILIES: &[Lowering] = &[
     super::softmax::lower,
     super::reduce::lower,
     super::movement::lower,
+    super::loss::lower,
 ];
 
 pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {

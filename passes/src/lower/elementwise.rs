@@ -12,7 +12,8 @@ use super::fuse::Tree;
 use super::{Unsupported, unsupported};
 use saturn_ir::graph::{Graph, Node, NodeId, Value};
 use saturn_ir::kernel::build::KernelBuilder;
-use saturn_ir::kernel::{BinOp, Expr, LoopKind, Ty, UnOp, is_kernel_dtype, math};
+use saturn_ir::kernel::math::Half;
+use saturn_ir::kernel::{BinOp, Expr, LoopKind, Ty, UnOp, math};
 use saturn_ir::ops::GeluApproximation;
 use saturn_ir::{AttrValue, DType, Op};
 
@@ -25,7 +26,8 @@ const PARALLEL_MIN: usize = 1 << 15;
 /// such as Expand's shape).
 pub fn data_inputs(op: &Op, n: usize) -> Vec<usize> {
     match op {
-        Op::Expand(_) | Op::Dropout(_) => vec![0],
+        // CastLike's second input gives only its dtype.
+        Op::Expand(_) | Op::Dropout(_) | Op::CastLike(_) => vec![0],
         _ => (0..n).collect(),
     }
 }
@@ -39,7 +41,7 @@ pub fn is_elementwise(g: &Graph, id: NodeId) -> bool {
     let data = data_inputs(&node.op, node.inputs.len());
     let ok = |v: Value| {
         let ty = g.ty(v);
-        is_kernel_dtype(ty.dtype) && ty.shape.as_known().is_some()
+        super::storage_dtype(ty.dtype).is_some() && ty.shape.as_known().is_some()
     };
     ok(node.outputs[0])
         && node
@@ -309,9 +311,24 @@ pub fn op_expr(
         Mod(o) => {
             let (x, yv) = (b.let_("x", x), b.let_("y", y()));
             if fl {
-                // fmod: the remainder with the dividend's sign.
-                let q = Expr::un(UnOp::Trunc, bin(BinOp::Div, x.clone(), yv.clone()));
-                bin(BinOp::Sub, x, bin(BinOp::Mul, q, yv))
+                // fmod: the remainder with the dividend's sign; without
+                // `fmod`, Python's: the divisor's sign (x % -inf = -inf).
+                let r = b.let_("r", bin(BinOp::Rem, x, yv.clone()));
+                if o.fmod {
+                    r
+                } else {
+                    let z = k(0.0, ty);
+                    let fix = bin(
+                        BinOp::And,
+                        bin(BinOp::Ne, r.clone(), z.clone()),
+                        bin(
+                            BinOp::Ne,
+                            bin(BinOp::Lt, r.clone(), z.clone()),
+                            bin(BinOp::Lt, yv.clone(), z),
+                        ),
+                    );
+                    Expr::select(fix, bin(BinOp::Add, r.clone(), yv), r)
+                }
             } else {
                 let r = b.let_("r", bin(BinOp::Rem, x, yv.clone()));
                 if o.fmod || ty.elem.is_unsigned_int() {
@@ -376,13 +393,19 @@ pub fn op_expr(
                 k(0.0, ty),
             )
         }
-        Cast(_) | CastLike(_) => {
-            if out_dt == ty.elem {
-                x
-            } else {
-                x.cast(out_dt)
+        Cast(_) | CastLike(_) => match Half::of(out_dt) {
+            // Half results stay f32 in registers, rounded to the format.
+            Some(h) => {
+                let x = if ty.elem == DType::F32 {
+                    x
+                } else {
+                    x.cast(DType::F32)
+                };
+                math::round_to_half(b, x, h)
             }
-        }
+            None if out_dt == ty.elem => x,
+            None => x.cast(out_dt),
+        },
         _ => return unsupported(format!("`{}` has no elementwise lowering", node.op.name())),
     };
     Ok(e)
@@ -534,7 +557,14 @@ fn emit_with(
     match t {
         Tree::Leaf(v) => {
             let strides = strides_of(cx, *v);
-            Ok(strided_load(cx.buf(*v), &strides, idx, lanes, mask))
+            let x = strided_load(cx.buf(*v), &strides, idx, lanes, mask);
+            Ok(match Half::of(cx.g.ty(*v).dtype) {
+                Some(h) => {
+                    let x = cx.b.let_("bits", x);
+                    math::half_to_f32(&mut cx.b, x, h)
+                }
+                None => x,
+            })
         }
         Tree::Anchor => match anchor {
             Some(a) => Ok(a.clone()),
@@ -651,7 +681,8 @@ pub fn lower_tree(cx: &mut NodeCx) -> Result<(), Unsupported> {
     }
     if shape.is_empty() {
         let v = emit_with(cx, &tree, &strides_of, &[], 1, None, None)?;
-        cx.b.store(buf, Expr::idx(0), cast_to(cx, v, out_dt));
+        let v = cast_to(cx, v, out_dt);
+        cx.b.store(buf, Expr::idx(0), v);
         return Ok(());
     }
     let rank = shape.len();
@@ -723,29 +754,41 @@ pub fn lower_tree(cx: &mut NodeCx) -> Result<(), Unsupported> {
 }
 
 /// Converts a value to the buffer dtype it is stored to.
-pub fn cast_to(cx: &NodeCx, v: Expr, dt: DType) -> Expr {
-    if cx.b.ty(&v).elem != dt {
-        v.cast(dt)
-    } else {
-        v
+pub fn cast_to(cx: &mut NodeCx, v: Expr, dt: DType) -> Expr {
+    to_storage(&mut cx.b, v, dt)
+}
+
+/// A value computed for a graph value of dtype `dt`, converted to what its
+/// buffer holds: the bits of a half format, else the dtype itself.
+pub fn to_storage(b: &mut KernelBuilder, v: Expr, dt: DType) -> Expr {
+    let have = b.ty(&v).elem;
+    match Half::of(dt) {
+        Some(h) => {
+            let v = if have == DType::F32 {
+                v
+            } else {
+                v.cast(DType::F32)
+            };
+            math::f32_to_half(b, v, h)
+        }
+        None if have != dt => v.cast(dt),
+        None => v,
     }
 }
 
-/// Math not yet expanded to polynomials goes through libm for now.
+/// Math functions: the hot ones (exp, log, tanh, erf, sigmoid) are
+/// polynomial code from `kernel::math`; sin, cos and pow call libm.
 mod fm {
     use super::{Expr, KernelBuilder, Ty, libm};
-    use saturn_ir::kernel::BinOp;
+    use saturn_ir::kernel::{BinOp, math};
     pub fn log(b: &mut KernelBuilder, x: Expr) -> Expr {
-        let t = b.ty(&x);
-        libm("logf", "log", x, t)
+        math::log(b, x)
     }
     pub fn tanh(b: &mut KernelBuilder, x: Expr) -> Expr {
-        let t = b.ty(&x);
-        libm("tanhf", "tanh", x, t)
+        math::tanh(b, x)
     }
     pub fn erf(b: &mut KernelBuilder, x: Expr) -> Expr {
-        let t = b.ty(&x);
-        libm("erff", "erf", x, t)
+        math::erf(b, x)
     }
     pub fn sin(b: &mut KernelBuilder, x: Expr) -> Expr {
         let t = b.ty(&x);
@@ -757,7 +800,7 @@ mod fm {
     }
     pub fn sigmoid(b: &mut KernelBuilder, x: Expr) -> Expr {
         let t: Ty = b.ty(&x);
-        let e = saturn_ir::kernel::math::exp(b, -x);
+        let e = math::exp(b, -x);
         Expr::bin(
             BinOp::Div,
             Expr::constant(1.0, t),

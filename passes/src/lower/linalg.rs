@@ -204,11 +204,24 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
     if view.iter().product::<usize>() != out.iter().product::<usize>() {
         return unsupported("GEMM output shape mismatch");
     }
-    if let Op::FlatGemm(f) = &op {
-        cx.schedule("m_pad", AttrValue::Int(f.m_pad));
-        cx.schedule("n_tile", AttrValue::Int(f.n_tile));
+    let cores = cx.target.cores;
+    match &op {
+        // The optimizer's schedule, where it chose a flat kernel.
+        Op::FlatGemm(f) => {
+            let p = super::flat::FlatParams {
+                m_pad: f.m_pad.clamp(1, 64) as usize,
+                n_tile: f.n_tile.clamp(LANES as i64, 1 << 16) as usize,
+                k_split: f.k_split.clamp(1, 1 << 10) as usize,
+                double_buffer: f.double_buffer,
+            };
+            gemm_with(cx, &spec, &view, Some(p))
+        }
+        Op::Gemv(_) => {
+            let p = super::flat::FlatParams::choose(spec.m, spec.n, spec.k, cores);
+            gemm_with(cx, &spec, &view, Some(p))
+        }
+        _ => gemm(cx, &spec, &view),
     }
-    gemm(cx, &spec, &view)
 }
 
 /// `batch` followed by the last two dims of `shape` (for broadcasting the
@@ -219,7 +232,7 @@ fn batch_and(batch: &[usize], shape: &[usize]) -> Vec<usize> {
     v
 }
 
-fn offset(op: &Operand, bidx: &[Expr], r: Expr, c: Expr) -> Expr {
+pub(crate) fn offset(op: &Operand, bidx: &[Expr], r: Expr, c: Expr) -> Expr {
     let mut e = Expr::idx(0);
     for (i, s) in bidx.iter().zip(&op.batch_strides) {
         e = e + i.clone() * *s;
@@ -230,15 +243,29 @@ fn offset(op: &Operand, bidx: &[Expr], r: Expr, c: Expr) -> Expr {
 /// Emits the GEMM core; results are stored through the epilogue at
 /// `[batch…, i, j]` of `view`.
 pub fn gemm(cx: &mut NodeCx, s: &GemmSpec, view: &[usize]) -> Result<(), Unsupported> {
+    let flat = super::flat::applies(s)
+        .then(|| super::flat::FlatParams::choose(s.m, s.n, s.k, cx.target.cores));
+    gemm_with(cx, s, view, flat)
+}
+
+/// [`gemm`] with the flat-GEMM schedule given (`None`: not flat).
+pub fn gemm_with(
+    cx: &mut NodeCx,
+    s: &GemmSpec,
+    view: &[usize],
+    flat: Option<super::flat::FlatParams>,
+) -> Result<(), Unsupported> {
     if s.m * s.n == 0 {
         return Ok(());
     }
     let flops = 2 * s.batch.iter().product::<usize>() * s.m * s.n * s.k;
     let big = flops >= 1 << 20;
     let vectorized = s.dtype == DType::F32 && s.n >= LANES;
+    let flat = flat.filter(|_| vectorized);
     // Which loop runs in parallel: the batch when there is one, else row
-    // blocks when there are enough, else column blocks.
-    let par_batch = big && s.batch.iter().product::<usize>() >= 2;
+    // blocks when there are enough, else column blocks. Flat GEMMs run
+    // their N tiles in parallel (and share scratch across the batch).
+    let par_batch = big && flat.is_none() && s.batch.iter().product::<usize>() >= 2;
     let par_rows = big && !par_batch && s.m >= 2 * MR * 2;
     let par_cols = big && !par_batch && !par_rows;
     let mut bidx = Vec::new();
@@ -253,6 +280,10 @@ pub fn gemm(cx: &mut NodeCx, s: &GemmSpec, view: &[usize]) -> Result<(), Unsuppo
     if !vectorized {
         cx.schedule("vector", AttrValue::Int(1));
         scalar_gemm(cx, s, view, &bidx)?;
+    } else if let Some(p) = flat {
+        super::flat::lower(cx, s, view, &bidx, p)?;
+    } else if super::packed::applies(s) {
+        super::packed::lower(cx, s, view, &bidx)?;
     } else {
         cx.schedule("vector", AttrValue::Int(LANES as i64));
         cx.schedule(
@@ -356,7 +387,7 @@ fn scalar_gemm(
 
 /// `alpha · acc + beta · C[i, j…]`.
 #[allow(clippy::too_many_arguments)]
-fn finish_value(
+pub(crate) fn finish_value(
     _cx: &mut NodeCx,
     s: &GemmSpec,
     bidx: &[Expr],

@@ -16,15 +16,20 @@
 //! Lowering needs static shapes; a backend specialises a graph with
 //! symbolic dims to concrete input shapes first.
 
+mod attention;
 mod conv;
 mod cx;
 mod data;
 pub mod elementwise;
 pub mod exec;
+pub mod flat;
 pub mod fuse;
+pub mod half;
 pub mod linalg;
+mod loss;
 mod movement;
 mod norm;
+mod packed;
 mod reduce;
 mod softmax;
 
@@ -34,6 +39,18 @@ use saturn_ir::target::Target;
 use std::fmt;
 
 pub use cx::NodeCx;
+
+/// The element type of a graph dtype's kernel buffers: half formats are
+/// stored as their `u16` bits; `None` for dtypes kernels cannot hold.
+pub fn storage_dtype(d: saturn_ir::DType) -> Option<saturn_ir::DType> {
+    if saturn_ir::kernel::math::Half::of(d).is_some() {
+        Some(saturn_ir::DType::U16)
+    } else if saturn_ir::kernel::is_kernel_dtype(d) {
+        Some(d)
+    } else {
+        None
+    }
+}
 
 /// What a kernel buffer is bound to.
 #[derive(Clone, Debug, PartialEq)]
@@ -223,6 +240,7 @@ fn lower_anchor(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
     let op = &cx.g.node(node).op;
     match op {
         Op::MatMul(_) | Op::Gemm(_) | Op::FlatGemm(_) | Op::Gemv(_) => linalg::lower(cx, node),
+        Op::Attention(_) => attention::lower(cx, node),
         _ => data::lower(cx, node),
     }
 }

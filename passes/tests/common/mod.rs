@@ -14,7 +14,10 @@ pub struct Rng(pub u64);
 
 impl Rng {
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 11
     }
     /// Uniform in [lo, hi).
@@ -27,7 +30,11 @@ impl Rng {
         let n: usize = shape.iter().product();
         let vals: Vec<f64> = (0..n).map(|_| self.uniform(-range, range)).collect();
         let t = Tensor::from_vec(shape.to_vec(), vals);
-        let t = if dtype.is_float() { t } else { t.cast(DType::I64, true) };
+        let t = if dtype.is_float() {
+            t
+        } else {
+            t.cast(DType::I64, true)
+        };
         t.cast(dtype, true)
     }
 }
@@ -59,7 +66,13 @@ pub fn check(g: &Graph, inputs: Vec<Tensor>) -> Lowered {
     check_with(g, inputs, &LowerOptions::default(), 1e-4, 1e-5)
 }
 
-pub fn check_with(g: &Graph, inputs: Vec<Tensor>, opts: &LowerOptions, rtol: f64, atol: f64) -> Lowered {
+pub fn check_with(
+    g: &Graph,
+    inputs: Vec<Tensor>,
+    opts: &LowerOptions,
+    rtol: f64,
+    atol: f64,
+) -> Lowered {
     let target = Target::named("x86-64-avx512").unwrap();
     let lowered = lower::lower(g, &target, opts);
     let fb = lowered.fallbacks(g);
@@ -68,7 +81,12 @@ pub fn check_with(g: &Graph, inputs: Vec<Tensor>, opts: &LowerOptions, rtol: f64
     let got = exec::run_lowered(g, &lowered, inputs, &mut |_, k, bufs| {
         eval_kernel(k, bufs, &[]).map_err(|e| e.to_string())
     })
-    .unwrap_or_else(|e| panic!("lowered run failed: {e}\n{:#?}", lowered.kernels.first().map(|k| &k.name)));
+    .unwrap_or_else(|e| {
+        panic!(
+            "lowered run failed: {e}\n{:#?}",
+            lowered.kernels.first().map(|k| &k.name)
+        )
+    });
     assert_eq!(want.len(), got.len());
     for (i, (w, a)) in want.iter().zip(&got).enumerate() {
         assert_close(w, a, rtol, atol, &format!("output {i}"));

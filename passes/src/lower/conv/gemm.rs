@@ -1,0 +1,497 @@
+//! Convolution as im2col + GEMM, tiled along the output positions.
+//!
+//! Per image and group the convolution is the product `W·B` of the
+//! weights `[M/g, C/g·taps]` and the unfolded input `B = [C/g·taps, L]`
+//! (`L` output positions). The output positions are cut into tiles of `T`
+//! columns (a multiple of the register block, sized so a tile of `B` stays
+//! in L2), the output channels of a group, when there are few tasks, into
+//! chunks. A task is one (image, group, channel chunk, tile): it unfolds
+//! its tile of `B` into a worker-private scratch panel (`[C/g·taps, T]`,
+//! rows copied contiguously, padding written as zeros so it is never
+//! read), then runs the register-blocked micro-kernel over it: blocks of
+//! `MR` rows × `NV` vectors held in registers over all of `K`, one
+//! element of `W` broadcast per row and step of `K`, fused multiply-adds.
+//! Finished blocks get the bias and are stored through the epilogue into
+//! the `[N, M, L]` view of the output. 1×1 convolutions with stride 1 and
+//! no padding read `B` from the input as it is.
+//!
+//! Tasks are spread over a fixed number of workers (the parallel loop);
+//! each walks its tasks in turn with its own panel, so the scratch memory
+//! is bounded by workers × panel whatever the image size.
+
+use super::super::Unsupported;
+use super::super::cx::NodeCx;
+use super::{ConvShape, lanes_for};
+use saturn_ir::kernel::build::KernelBuilder;
+use saturn_ir::kernel::{BinOp, BufId, Expr, LoopKind, Ty};
+use saturn_ir::tensor::strides;
+use saturn_ir::{AttrValue, DType};
+
+/// Rows of a register block.
+const MR: usize = 4;
+/// Vectors of columns of a register block.
+const NV: usize = 2;
+/// Widest tile of output positions.
+const MAX_TILE: usize = 1024;
+/// Largest scratch panel set, in elements.
+pub(super) const MAX_SCRATCH: usize = 1 << 26;
+
+/// The tiling of one convolution.
+pub(super) struct Plan {
+    lanes: u16,
+    /// Columns of a register block.
+    nb: usize,
+    /// Rows of `B` (`C/g · taps`).
+    kd: usize,
+    /// Columns of a tile.
+    tile: usize,
+    tiles: usize,
+    /// Output channels per chunk, and chunks per group.
+    mc: usize,
+    chunks: usize,
+    tasks: usize,
+    workers: usize,
+    /// Whether `B` is read from the input as it is.
+    pointwise: bool,
+}
+
+impl Plan {
+    pub(super) fn new(cx: &NodeCx, s: &ConvShape, dt: DType) -> Plan {
+        let lanes = lanes_for(dt);
+        let nb = NV * lanes as usize;
+        let kd = s.cg * s.taps;
+        let l = s.out_plane;
+        let esize = (dt.bits() / 8).max(1);
+        let pointwise = kd == 0
+            || s.axes
+                .iter()
+                .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.output == a.input);
+        let l2 = cx
+            .target
+            .caches
+            .iter()
+            .find(|c| c.level == 2)
+            .map_or(256 << 10, |c| c.bytes as usize);
+        let budget = (l2 / 2).clamp(32 << 10, 256 << 10);
+        let tile = (budget / (kd.max(1) * esize) / nb * nb)
+            .clamp(nb, MAX_TILE)
+            .min(l.div_ceil(nb) * nb)
+            .max(nb);
+        let tiles = l.div_ceil(tile);
+        let cores = cx.target.cores.max(1);
+        let want = 4 * cores;
+        let base = s.n * s.g * tiles;
+        // Few tasks: split the group's output channels into chunks that
+        // divide it (so every chunk has the same static blocks).
+        let mut chunks = 1;
+        if base < want {
+            for cand in 2..=s.mg {
+                if s.mg % cand != 0 || s.mg / cand < 4 * MR {
+                    continue;
+                }
+                chunks = cand;
+                if base * cand >= want {
+                    break;
+                }
+            }
+        }
+        let mc = s.mg / chunks;
+        let tasks = base * chunks;
+        let flops = 2 * s.n * s.m * l * kd;
+        let workers = if flops >= 1 << 20 && tasks >= 2 {
+            tasks.min(want)
+        } else {
+            1
+        };
+        Plan {
+            lanes,
+            nb,
+            kd,
+            tile,
+            tiles,
+            mc,
+            chunks,
+            tasks,
+            workers,
+            pointwise,
+        }
+    }
+
+    /// Elements of scratch the plan needs.
+    pub(super) fn scratch(&self) -> usize {
+        if self.pointwise {
+            0
+        } else {
+            self.workers * self.kd * self.tile
+        }
+    }
+}
+
+/// Where the micro-kernel reads `B`: element `(p, j)` of the tile is at
+/// `off + p·rs + j`.
+struct BOperand {
+    buf: BufId,
+    off: Expr,
+    rs: i64,
+}
+
+/// What one task's micro-kernels share.
+struct Task<'a> {
+    s: &'a ConvShape,
+    plan: &'a Plan,
+    dt: DType,
+    w: BufId,
+    bias: Option<BufId>,
+    b: BOperand,
+    /// Image, first output channel of the chunk, first output position.
+    n: Expr,
+    m0: Expr,
+    l0: Expr,
+    /// Columns of this tile.
+    tl: Expr,
+}
+
+pub(super) fn lower(
+    cx: &mut NodeCx,
+    s: &ConvShape,
+    plan: &Plan,
+    x: BufId,
+    w: BufId,
+    bias: Option<BufId>,
+    dt: DType,
+) -> Result<(), Unsupported> {
+    let p = plan;
+    cx.schedule(
+        "conv",
+        AttrValue::Str(
+            if p.pointwise {
+                "gemm_1x1"
+            } else {
+                "im2col_gemm"
+            }
+            .into(),
+        ),
+    );
+    cx.schedule("vector", AttrValue::Int(p.lanes as i64));
+    cx.schedule("tile", AttrValue::Ints(vec![MR as i64, p.nb as i64]));
+    cx.schedule("tile_cols", AttrValue::Int(p.tile as i64));
+    cx.schedule("m_chunk", AttrValue::Int(p.mc as i64));
+    cx.schedule("workers", AttrValue::Int(p.workers as i64));
+    if p.workers > 1 {
+        cx.schedule("parallel", AttrValue::Str("tasks".into()));
+    }
+    let panel = (!p.pointwise).then(|| cx.scratch("cols", dt, p.scratch()));
+    let kind = if p.workers > 1 {
+        LoopKind::Parallel
+    } else {
+        LoopKind::Serial
+    };
+    let wk = cx.b.begin_for("worker", 0, p.workers, 1, kind);
+    let t = cx.b.begin_for(
+        "task",
+        wk.clone(),
+        p.tasks,
+        p.workers as i64,
+        LoopKind::Serial,
+    );
+    let tile = cx.b.let_("tile", t.clone() % p.tiles as i64);
+    let r1 = cx.b.let_("r1", t / p.tiles as i64);
+    let chunk = cx.b.let_("chunk", r1.clone() % p.chunks as i64);
+    let r2 = cx.b.let_("r2", r1 / p.chunks as i64);
+    let gi = cx.b.let_("grp", r2.clone() % s.g as i64);
+    let ni = cx.b.let_("img", r2 / s.g as i64);
+    let l0 = cx.b.let_("l0", tile * p.tile as i64);
+    let tl = cx.b.let_(
+        "tl",
+        (Expr::idx(s.out_plane as i64) - l0.clone()).min(Expr::idx(p.tile as i64)),
+    );
+    // The group's input channels.
+    let xbase = cx.b.let_(
+        "xbase",
+        (ni.clone() * s.c as i64 + gi.clone() * s.cg as i64) * s.in_plane as i64,
+    );
+    let b = match panel {
+        Some(buf) => {
+            let dbase = cx.b.let_("pbase", wk * (p.kd * p.tile) as i64);
+            pack(&mut cx.b, s, p, dt, x, buf, &xbase, &dbase, &l0, &tl);
+            BOperand {
+                buf,
+                off: dbase,
+                rs: p.tile as i64,
+            }
+        }
+        None => BOperand {
+            buf: x,
+            off: cx.b.let_("boff", xbase + l0.clone()),
+            rs: s.in_plane as i64,
+        },
+    };
+    let m0 = cx.b.let_("m0", gi * s.mg as i64 + chunk * p.mc as i64);
+    let task = Task {
+        s,
+        plan: p,
+        dt,
+        w,
+        bias,
+        b,
+        n: ni,
+        m0,
+        l0,
+        tl,
+    };
+    task.run(cx)?;
+    cx.b.end_for();
+    cx.b.end_for();
+    Ok(())
+}
+
+/// Unfolds the tile `[l0, l0 + tl)` of the group's input (at `xbase`) into
+/// the panel at `dbase`: row `p = (ci, taps...)`, column `j` holds the
+/// input under tap `p` of output position `l0 + j` (zero in the padding).
+#[allow(clippy::too_many_arguments)]
+fn pack(
+    b: &mut KernelBuilder,
+    s: &ConvShape,
+    p: &Plan,
+    dt: DType,
+    x: BufId,
+    panel: BufId,
+    xbase: &Expr,
+    dbase: &Expr,
+    l0: &Expr,
+    tl: &Expr,
+) {
+    let axes = &s.axes;
+    let r = axes.len();
+    let last = &axes[r - 1];
+    let ow = last.output as i64;
+    let lanes = p.lanes;
+    let vty = Ty::vector(dt, lanes);
+    let input: Vec<usize> = axes.iter().map(|a| a.input).collect();
+    let kernel: Vec<usize> = axes.iter().map(|a| a.kernel).collect();
+    let outer_out: Vec<usize> = axes[..r - 1].iter().map(|a| a.output).collect();
+    let (in_st, tap_st, row_st) = (strides(&input), strides(&kernel), strides(&outer_out));
+    // Output rows (all axes but the last) that meet the tile.
+    let row_a = b.let_("row_a", l0.clone() / ow);
+    let row_b = b.let_("row_b", (l0.clone() + tl.clone() - 1) / ow + 1);
+    let row = b.begin_for("row", row_a, row_b, 1, LoopKind::Serial);
+    let rbase = b.let_("rbase", row.clone() * ow);
+    let ow_a = b.let_("ow_a", (l0.clone() - rbase.clone()).max(Expr::idx(0)));
+    let ow_b = b.let_(
+        "ow_b",
+        (l0.clone() + tl.clone() - rbase.clone()).min(Expr::idx(ow)),
+    );
+    let jcol = b.let_("jcol", rbase + ow_a.clone() - l0.clone());
+    let o: Vec<Expr> = (0..r - 1)
+        .map(|a| {
+            let e = row.clone() / row_st[a] as i64 % outer_out[a] as i64;
+            b.let_(&format!("o{a}"), e)
+        })
+        .collect();
+    let ci = b.begin_for("ci", 0, s.cg, 1, LoopKind::Serial);
+    let mut ks = Vec::new();
+    for (a, &k) in kernel[..r - 1].iter().enumerate() {
+        ks.push(b.begin_for(&format!("k{a}"), 0, k, 1, LoopKind::Serial));
+    }
+    // Validity and input row of the outer taps.
+    let mut valid: Option<Expr> = None;
+    let mut xrow = xbase.clone() + ci.clone() * s.in_plane as i64;
+    let mut prow = ci * s.taps as i64;
+    for a in 0..r - 1 {
+        let ax = &axes[a];
+        let i = b.let_(
+            &format!("i{a}"),
+            o[a].clone() * ax.stride as i64 - ax.pad_begin + ks[a].clone() * ax.dilation as i64,
+        );
+        let ok = Expr::bin(
+            BinOp::And,
+            i.clone().ge(Expr::idx(0)),
+            i.clone().lt(Expr::idx(ax.input as i64)),
+        );
+        valid = Some(match valid {
+            Some(v) => Expr::bin(BinOp::And, v, ok),
+            None => ok,
+        });
+        xrow = xrow + i * in_st[a] as i64;
+        prow = prow + ks[a].clone() * tap_st[a] as i64;
+    }
+    let valid = valid.map(|v| b.let_("valid", v));
+    let xrow = b.let_("xrow", xrow);
+    let prow = b.let_("prow", prow);
+    let kw = b.begin_for(&format!("k{}", r - 1), 0, last.kernel, 1, LoopKind::Serial);
+    let (st, d, pw, wi) = (
+        last.stride as i64,
+        last.dilation as i64,
+        last.pad_begin,
+        last.input as i64,
+    );
+    let kd_off = b.let_("kdo", kw.clone() * d - pw);
+    // Outputs [lo, hi) of the segment read the input; the rest is padding.
+    let lo = ((Expr::idx(pw + st - 1) - kw.clone() * d) / st)
+        .max(ow_a.clone())
+        .min(ow_b.clone());
+    let hi = ((Expr::idx(wi + pw + st - 1) - kw.clone() * d) / st).min(ow_b.clone());
+    let (lo, hi) = match &valid {
+        Some(v) => (
+            Expr::select(v.clone(), lo, ow_b.clone()),
+            Expr::select(v.clone(), hi, ow_b.clone()),
+        ),
+        None => (lo, hi),
+    };
+    let lo = b.let_("lo", lo);
+    let hi = b.let_("hi", hi.max(lo.clone()));
+    let dst = b.let_(
+        "dst",
+        dbase.clone() + (prow + kw) * p.tile as i64 + jcol - ow_a.clone(),
+    );
+    let zero = Expr::constant(0.0, vty);
+    let fill = |b: &mut KernelBuilder, from: &Expr, to: &Expr| {
+        let v = b.begin_for(
+            "z",
+            from.clone(),
+            to.clone(),
+            lanes as i64,
+            LoopKind::Serial,
+        );
+        let m = to.clone() - v.clone();
+        b.store_vec(panel, dst.clone() + v, zero.clone(), 1, Some(m));
+        b.end_for();
+    };
+    fill(b, &ow_a, &lo);
+    {
+        let v = b.begin_for("c", lo.clone(), hi.clone(), lanes as i64, LoopKind::Serial);
+        let m = b.let_("m", hi.clone() - v.clone());
+        let src = xrow.clone() + v.clone() * st + kd_off;
+        let val = Expr::load_vec(x, src, lanes, st, Some(m.clone()));
+        b.store_vec(panel, dst.clone() + v, val, 1, Some(m));
+        b.end_for();
+    }
+    fill(b, &hi, &ow_b);
+    b.end_for(); // kw
+    for _ in 0..r - 1 {
+        b.end_for();
+    }
+    b.end_for(); // ci
+    b.end_for(); // row
+}
+
+impl Task<'_> {
+    fn run(&self, cx: &mut NodeCx) -> Result<(), Unsupported> {
+        let p = self.plan;
+        let full_rows = p.mc / MR * MR;
+        let nb = p.nb as i64;
+        let mut row_blocks: Vec<(Option<Expr>, usize)> = Vec::new();
+        if full_rows > 0 {
+            row_blocks.push((None, MR));
+        }
+        if full_rows < p.mc {
+            row_blocks.push((Some(Expr::idx(full_rows as i64)), p.mc - full_rows));
+        }
+        for (at, mr) in row_blocks {
+            let (i, open) = match at {
+                None => (
+                    cx.b.begin_for("i", 0, full_rows, MR as i64, LoopKind::Serial),
+                    true,
+                ),
+                Some(e) => (e, false),
+            };
+            let m = cx.b.let_("m", self.m0.clone() + i);
+            // Full column blocks, then at most one masked block.
+            let j =
+                cx.b.begin_for("j", 0, self.tl.clone() - (nb - 1), nb, LoopKind::Serial);
+            self.micro(cx, &m, &j, mr, false)?;
+            cx.b.end_for();
+            let jt = cx.b.begin_for(
+                "jt",
+                self.tl.clone() / nb * nb,
+                self.tl.clone(),
+                nb,
+                LoopKind::Serial,
+            );
+            self.micro(cx, &m, &jt, mr, true)?;
+            cx.b.end_for();
+            if open {
+                cx.b.end_for();
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows `m..m+mr` (absolute output channels) × columns `j..j+nb` of
+    /// the tile.
+    fn micro(
+        &self,
+        cx: &mut NodeCx,
+        m: &Expr,
+        j: &Expr,
+        mr: usize,
+        tail: bool,
+    ) -> Result<(), Unsupported> {
+        let p = self.plan;
+        let l = p.lanes;
+        let vty = Ty::vector(self.dt, l);
+        let masks: Vec<Option<Expr>> = (0..NV)
+            .map(|c| tail.then(|| self.tl.clone() - j.clone() - (c * l as usize) as i64))
+            .map(|m| m.map(|m| cx.b.let_("mask", m)))
+            .collect();
+        let mut acc = Vec::new();
+        for r in 0..mr {
+            for c in 0..NV {
+                acc.push(cx.b.decl(&format!("c{r}{c}"), Expr::constant(0.0, vty)));
+            }
+        }
+        // Loop-invariant parts of the addresses, computed once.
+        let bcol = cx.b.let_("bcol", self.b.off.clone() + j.clone());
+        let arows: Vec<Expr> = (0..mr)
+            .map(|r| {
+                cx.b.let_(&format!("arow{r}"), (m.clone() + r as i64) * p.kd as i64)
+            })
+            .collect();
+        let kind = if p.kd >= 4 {
+            LoopKind::Unroll(2)
+        } else {
+            LoopKind::Serial
+        };
+        let kp = cx.b.begin_for("p", 0, p.kd, 1, kind);
+        let brow = cx.b.let_("brow", bcol + kp.clone() * self.b.rs);
+        let mut bv = Vec::new();
+        for (c, mask) in masks.iter().enumerate() {
+            let v = Expr::load_vec(
+                self.b.buf,
+                brow.clone() + (c * l as usize) as i64,
+                l,
+                1,
+                mask.clone(),
+            );
+            bv.push(cx.b.let_(&format!("b{c}"), v));
+        }
+        for (r, arow) in arows.iter().enumerate() {
+            let idx = arow.clone() + kp.clone();
+            let a =
+                cx.b.let_(&format!("a{r}"), Expr::load(self.w, idx).splat(l));
+            for c in 0..NV {
+                let v = acc[r * NV + c];
+                cx.b.assign(v, Expr::mul_add(a.clone(), bv[c].clone(), Expr::Var(v)));
+            }
+        }
+        cx.b.end_for();
+        let s = self.s;
+        let view = [s.n, s.m, s.out_plane];
+        for r in 0..mr {
+            let mm = m.clone() + r as i64;
+            let bias = self
+                .bias
+                .map(|b| cx.b.let_("bias", Expr::load(b, mm.clone()).splat(l)));
+            for (c, mask) in masks.iter().enumerate() {
+                let mut v = Expr::Var(acc[r * NV + c]);
+                if let Some(bv) = &bias {
+                    v = Expr::bin(BinOp::Add, v, bv.clone());
+                }
+                let col = self.l0.clone() + j.clone() + (c * l as usize) as i64;
+                let idx = [self.n.clone(), mm.clone(), col];
+                cx.store_out_view(&view, &idx, v, mask.clone())?;
+            }
+        }
+        Ok(())
+    }
+}
