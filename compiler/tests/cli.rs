@@ -221,3 +221,48 @@ fn run_with_and_without_the_optimizer_agree() {
         assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
     }
 }
+
+/// `saturn compile --report` says what became native code; a node without
+/// a lowering is listed by name, op and reason, and no library is built.
+#[test]
+fn compile_reports_kernels_and_fallbacks() {
+    let dir = temp_dir("cli_compile");
+    let ok = dir.join("relu.tir");
+    std::fs::write(
+        &ok,
+        "graph @relu(%x: f32[2,3]) {\n  %y: f32[2,3] = relu(%x)\n  return %y\n}\n",
+    )
+    .unwrap();
+    let out = saturn_cmd()
+        .args(["compile", ok.to_str().unwrap(), "--report", "-o"])
+        .arg(dir.join("lib"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("compiled 1 of 1 nodes"), "{stdout}");
+    assert!(stdout.contains("fallbacks: none"), "{stdout}");
+    assert!(stdout.contains("memory: planned peak"), "{stdout}");
+    for f in ["librelu.so", "relu.h", "relu.weights", "relu.manifest.json"] {
+        assert!(dir.join("lib").join(f).exists(), "{f}");
+    }
+
+    let bad = dir.join("det.tir");
+    std::fs::write(
+        &bad,
+        "graph @det(%x: f32[3,3]) {\n  %d: f32[] = det(%x)\n  %y: f32[] = neg(%d)\n  return %y\n}\n",
+    )
+    .unwrap();
+    let out = saturn_cmd()
+        .args(["compile", bad.to_str().unwrap(), "--report", "-o"])
+        .arg(dir.join("lib2"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stdout.contains("fallbacks (1, run by the interpreter)"), "{stdout}");
+    assert!(stdout.contains("(det)"), "{stdout}");
+    assert!(stdout.contains("native ops: neg"), "{stdout}");
+    assert!(stderr.contains("no native lowering"), "{stderr}");
+}

@@ -315,9 +315,10 @@ fn conv_tiles_chunks_and_workers() {
     let k = only_kernel(&l);
     assert_eq!(k.schedule.get("m_chunk"), Some(&AttrValue::Int(16)));
     assert!(matches!(k.schedule.get("workers"), Some(AttrValue::Int(w)) if *w > 1));
+    // The weight repacking and the tasks.
     assert_eq!(
         k.count_loops(|k| k == saturn_ir::kernel::LoopKind::Parallel),
-        1
+        2
     );
 }
 

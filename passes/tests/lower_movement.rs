@@ -105,6 +105,9 @@ const DTYPES: [DType; 7] = [
     DType::Bool,
 ];
 
+/// Slice starts, ends, axes and steps.
+type SliceCase<'a> = (&'a [i64], &'a [i64], Option<&'a [i64]>, Option<&'a [i64]>);
+
 // ---- copies ----
 
 #[test]
@@ -301,7 +304,7 @@ fn split_by_sizes_and_counts() {
 #[test]
 fn slices_with_steps_axes_and_clamping() {
     let x = rnd(DType::F32, &[5, 6, 7], 1);
-    let cases: &[(&[i64], &[i64], Option<&[i64]>, Option<&[i64]>)] = &[
+    let cases: &[SliceCase] = &[
         (&[1], &[4], None, None),
         (&[0, 1, 2], &[5, 5, 7], None, Some(&[2, 2, 3])),
         (&[-1], &[-100], Some(&[2]), Some(&[-1])),
@@ -988,7 +991,7 @@ fn runtime(l: &Lowered) -> bool {
 #[test]
 fn slices_with_runtime_bounds() {
     let x = rnd(DType::F32, &[5, 6, 7], 1);
-    let cases: &[(&[i64], &[i64], Option<&[i64]>, Option<&[i64]>)] = &[
+    let cases: &[SliceCase] = &[
         (&[1], &[4], None, None),
         (&[0, 1, 2], &[5, 5, 7], None, Some(&[2, 2, 3])),
         (&[-1], &[-100], Some(&[2]), Some(&[-1])),
@@ -1270,5 +1273,59 @@ fn half_tensors_move_as_bits() {
                 C(i1(&[-2])),
             ],
         );
+    }
+}
+
+#[test]
+fn bit_casts_between_dtypes_of_one_width() {
+    let pairs = [
+        (DType::F32, DType::I32),
+        (DType::I32, DType::F32),
+        (DType::F64, DType::U64),
+        (DType::I8, DType::U8),
+        (DType::U16, DType::I16),
+        (DType::Bool, DType::U8),
+        (DType::U8, DType::Bool),
+        (DType::I64, DType::I64),
+    ];
+    for (from, to) in pairs {
+        let x = if from == DType::U8 && to == DType::Bool {
+            // Bytes that are booleans.
+            rnd(DType::Bool, &[3, 7], 2).cast(DType::U8, true)
+        } else {
+            rnd(from, &[3, 7], 1)
+        };
+        run(BitCast { to }, &[X(x.clone())]);
+        run(BitCast { to }, &[X(x.reshape(vec![21]).unwrap())]);
+    }
+    run(BitCast { to: DType::I32 }, &[X(Tensor::scalar(1.5f32))]);
+}
+
+#[test]
+fn tensor_scatter_updates_caches() {
+    for mode in [TensorScatterMode::Linear, TensorScatterMode::Circular] {
+        for dt in [DType::F32, DType::I8] {
+            // [batch, heads, max_len, dim], two new rows per batch entry.
+            let past = rnd(dt, &[2, 3, 6, 5], 1);
+            let upd = rnd(dt, &[2, 3, 2, 5], 2);
+            let writes = if mode == TensorScatterMode::Circular {
+                i1(&[5, -1])
+            } else {
+                i1(&[4, 1])
+            };
+            let op = TensorScatter { axis: -2, mode };
+            run(op.clone(), &[X(past.clone()), X(upd.clone()), X(writes)]);
+            run(op, &[X(past), X(upd), No]);
+            // The sequence axis last, in 3-D.
+            let op = TensorScatter { axis: 2, mode };
+            run(
+                op,
+                &[
+                    X(rnd(dt, &[2, 4, 7], 3)),
+                    X(rnd(dt, &[2, 4, 3], 4)),
+                    X(i1(&[0, 4])),
+                ],
+            );
+        }
     }
 }

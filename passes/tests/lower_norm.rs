@@ -53,6 +53,8 @@ fn layer_normalization() {
         (&[2, 3, 4, 5], -3, &[5]),
         (&[7], 0, &[7]),
         (&[3, 1], 1, &[1]),
+        (&[3, 45], -1, &[45]),
+        (&[2, 5, 9], 1, &[5, 9]),
     ];
     for dt in [DType::F32, DType::F64] {
         for (shape, axis, ss) in cases {
@@ -230,6 +232,7 @@ fn lp_and_mean_variance_normalization() {
         (&[5, 4, 6], 1),
         (&[2, 9, 8], 1),
         (&[7], 0),
+        (&[3, 45], 1),
     ];
     for dt in [DType::F32, DType::F64] {
         for (shape, axis) in cases {
@@ -257,6 +260,7 @@ fn lp_and_mean_variance_normalization() {
             (&[2, 3, 4, 5], &[-1]),
             (&[3, 7], &[0]),
             (&[3, 7], &[0, 1]),
+            (&[2, 3, 45], &[2]),
         ];
         for (shape, axes) in mvn {
             let op = MeanVarianceNormalization {
@@ -356,4 +360,133 @@ fn normalizations_take_an_epilogue() {
     let g = b.finish(vec![y]);
     let l = check(&g, inputs);
     assert_eq!(l.kernels.len(), 1);
+}
+
+/// `op(x, params…) + bias` where bias broadcasts along the last dim: one
+/// fused kernel that agrees with the interpreter.
+fn fused_with_bias(op: Op, x: Tensor, params: Vec<Tensor>, consts: Vec<Tensor>) {
+    let mut rng = Rng(8);
+    let mut b = GraphBuilder::new("g");
+    let mut vals = vec![b.input("x", tt(x.dtype(), x.shape())).unwrap()];
+    for (i, p) in params.iter().enumerate() {
+        vals.push(b.input(format!("p{i}"), tt(p.dtype(), p.shape())).unwrap());
+    }
+    for (i, c) in consts.iter().enumerate() {
+        vals.push(b.constant(format!("c{i}"), c.clone()).unwrap());
+    }
+    let y = b.op(op, &vals).unwrap();
+    let shape = b.graph().ty(y).shape.as_known().unwrap();
+    let last = *shape.last().unwrap_or(&1);
+    let bias = b.input("bias", tt(x.dtype(), &[last])).unwrap();
+    let z = b.op(Add {}, &[y, bias]).unwrap();
+    let g = b.finish(vec![z]);
+    let mut inputs = vec![x.clone()];
+    inputs.extend(params);
+    inputs.push(values(&mut rng, x.dtype(), &[last], -1.0, 1.0));
+    let l = check(&g, inputs);
+    let names: Vec<&str> = l.kernels.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names.len(), 1, "{names:?} for {:?}", x.shape());
+}
+
+#[test]
+fn more_anchors_take_epilogues() {
+    let mut rng = Rng(9);
+    let dt = DType::F32;
+    let x = |rng: &mut Rng, s: &[usize]| values(rng, dt, s, 0.5, 2.0);
+    let axes = |a: &[i64]| Tensor::from_vec(vec![a.len()], a.to_vec());
+    for (keep, a) in [
+        (true, vec![1i64]),
+        (false, vec![0]),
+        (false, vec![2]),
+        (true, vec![0, 2]),
+    ] {
+        let ops: Vec<Op> = vec![
+            ReduceMax {
+                keepdims: keep,
+                noop_with_empty_axes: false,
+            }
+            .into(),
+            ReduceMin {
+                keepdims: keep,
+                noop_with_empty_axes: false,
+            }
+            .into(),
+            ReduceProd {
+                keepdims: keep,
+                noop_with_empty_axes: false,
+            }
+            .into(),
+            ReduceL1 {
+                keepdims: keep,
+                noop_with_empty_axes: false,
+            }
+            .into(),
+            ReduceL2 {
+                keepdims: keep,
+                noop_with_empty_axes: false,
+            }
+            .into(),
+            ReduceLogSum {
+                keepdims: keep,
+                noop_with_empty_axes: false,
+            }
+            .into(),
+            ReduceLogSumExp {
+                keepdims: keep,
+                noop_with_empty_axes: false,
+            }
+            .into(),
+            ReduceSumSquare {
+                keepdims: keep,
+                noop_with_empty_axes: false,
+            }
+            .into(),
+            ReduceMean {
+                keepdims: keep,
+                noop_with_empty_axes: false,
+            }
+            .into(),
+        ];
+        for op in ops {
+            fused_with_bias(op, x(&mut rng, &[4, 6, 5]), vec![], vec![axes(&a)]);
+        }
+    }
+    for (shape, axis) in [(vec![3usize, 9], -1i64), (vec![5, 6, 7], 1)] {
+        fused_with_bias(
+            LogSoftmax { axis }.into(),
+            x(&mut rng, &shape),
+            vec![],
+            vec![],
+        );
+        for p in [1, 2] {
+            fused_with_bias(
+                LpNormalization { axis, p }.into(),
+                x(&mut rng, &shape),
+                vec![],
+                vec![],
+            );
+        }
+    }
+    let rms = RMSNormalization {
+        axis: -1,
+        epsilon: 1e-5,
+        stash_type: 1,
+    };
+    fused_with_bias(
+        rms.into(),
+        x(&mut rng, &[3, 10]),
+        vec![x(&mut rng, &[10])],
+        vec![],
+    );
+    let inst = InstanceNormalization { epsilon: 1e-5 };
+    fused_with_bias(
+        inst.into(),
+        x(&mut rng, &[2, 3, 8]),
+        vec![x(&mut rng, &[3]), x(&mut rng, &[3])],
+        vec![],
+    );
+    let mvn = MeanVarianceNormalization {
+        axes: vec![0, 2, 3],
+    };
+    fused_with_bias(mvn.into(), x(&mut rng, &[2, 3, 4, 5]), vec![], vec![]);
 }

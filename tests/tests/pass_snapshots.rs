@@ -1,7 +1,10 @@
 //! Pass snapshot tests: every `passes/*.tir` file names its pipeline and
 //! target in a header (`# pipeline: eqsat`, `# target: x86-64-avx512`);
 //! the output graph, the rules that fired and the kernel choices with the
-//! estimates behind them are snapshot with insta beside this file.
+//! estimates behind them are snapshot with insta beside this file. A
+//! pipeline ending in `lower` snapshots the Kernel IR the graph lowers to
+//! instead (its schedule knobs included), after checking that every node
+//! became a kernel and that each kernel verifies and prints back as parsed.
 //!
 //! Update after a deliberate change with `INSTA_UPDATE=always cargo test
 //! -p saturn-tests --test pass_snapshots` (or `cargo insta review`), and
@@ -40,6 +43,8 @@ fn pass_snapshots() {
             let target = header(&text, "target")
                 .and_then(Target::named)
                 .unwrap_or_else(|| panic!("{}: no known `# target:` header", path.display()));
+            let lower = pipeline.last() == Some(&"lower");
+            let pipeline: Vec<&str> = pipeline.into_iter().filter(|p| *p != "lower").collect();
             let g = parse(&text).unwrap_or_else(|e| panic!("{}:{e}", path.display()));
             saturn_ir::verify::verify(&g).unwrap();
             let cx = PassContext {
@@ -71,7 +76,30 @@ fn pass_snapshots() {
             })
             .unwrap();
             saturn_ir::verify::verify(&out).unwrap();
-            insta::assert_snapshot!(format!("{notes}{}", print(&out)));
+            if lower {
+                insta::assert_snapshot!(format!("{notes}{}", kernels(&out, &cx.target)));
+            } else {
+                insta::assert_snapshot!(format!("{notes}{}", print(&out)));
+            }
         }
     );
+}
+
+/// The graph's kernels as text, in execution order.
+fn kernels(g: &saturn_ir::Graph, target: &Target) -> String {
+    use saturn_ir::kernel::text::{parse_kernel, print_kernel};
+    let g = saturn_passes::lower::half::widen_half(g);
+    let lowered = saturn_passes::lower::lower(&g, target, &Default::default());
+    let fb = lowered.fallbacks(&g);
+    assert!(fb.is_empty(), "nodes left to the interpreter: {fb:?}");
+    let mut out = String::new();
+    for k in &lowered.kernels {
+        saturn_ir::kernel::verify::verify_kernel(k).unwrap_or_else(|e| panic!("{e}"));
+        let text = print_kernel(k);
+        let back = parse_kernel(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(print_kernel(&back), text);
+        out.push_str(&text);
+        out.push('\n');
+    }
+    out
 }

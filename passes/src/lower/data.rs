@@ -14,6 +14,7 @@ const FAMILIES: &[Lowering] = &[
     super::softmax::lower,
     super::reduce::lower,
     super::movement::lower,
+    super::lrn::lower,
     super::loss::lower,
 ];
 

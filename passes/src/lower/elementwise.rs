@@ -65,7 +65,14 @@ fn supported(op: &Op, g: &Graph, node: &Node) -> bool {
         | LessOrEqual(_) | And(_) | Or(_) | Xor(_) | Not(_) | BitwiseAnd(_) | BitwiseOr(_)
         | BitwiseXor(_) | BitwiseNot(_) | BitShift(_) | Cast(_) | CastLike(_) | Clip(_)
         | Expand(_) | Sign(_) | Relu(_) | Mod(_) => true,
-        Dropout(_) => node.outputs.len() == 1,
+        // Inference only: a training-mode dropout draws random masks.
+        Dropout(_) => {
+            node.outputs.len() == 1
+                && match node.inputs.get(2).copied().flatten() {
+                    None => true,
+                    Some(t) => g.const_value(t).is_some_and(|t| t.numel() == 1 && t.get_f64(0) == 0.0),
+                }
+        }
         Ceil(_) | Floor(_) | Round(_) | Sqrt(_) | Exp(_) | Log(_) | Tanh(_) | Sigmoid(_)
         | Erf(_) | Sin(_) | Cos(_) | Reciprocal(_) | LeakyRelu(_) | PRelu(_) | Elu(_) | Selu(_)
         | Celu(_) | HardSigmoid(_) | HardSwish(_) | Softplus(_) | Softsign(_)
@@ -384,14 +391,23 @@ pub fn op_expr(
                 saturn_ir::ops::ShiftDirection::Left => BinOp::Shl,
                 saturn_ir::ops::ShiftDirection::Right => BinOp::Shr,
             };
-            // Shifts by the width or more give 0 in ONNX.
-            let (x, s) = (x, b.let_("s", y()));
+            // Amounts outside [0, width) leave only the sign fill: -1 for a
+            // right shift of a negative number, 0 otherwise.
+            let (x, s) = (b.let_("x", x), b.let_("s", y()));
             let bits = ty.elem.bits() as f64;
-            Expr::select(
-                bin(BinOp::Lt, s.clone(), k(bits, ty)),
-                bin(op, x, s),
-                k(0.0, ty),
-            )
+            let in_range = bin(BinOp::Lt, s.clone(), k(bits, ty));
+            let in_range = if ty.elem.is_signed_int() {
+                bin(BinOp::And, in_range, bin(BinOp::Ge, s.clone(), k(0.0, ty)))
+            } else {
+                in_range
+            };
+            let fill = match o.direction {
+                saturn_ir::ops::ShiftDirection::Right if ty.elem.is_signed_int() => {
+                    Expr::select(bin(BinOp::Lt, x.clone(), k(0.0, ty)), k(-1.0, ty), k(0.0, ty))
+                }
+                _ => k(0.0, ty),
+            };
+            Expr::select(in_range, bin(op, x, s), fill)
         }
         Cast(_) | CastLike(_) => match Half::of(out_dt) {
             // Half results stay f32 in registers, rounded to the format.

@@ -60,8 +60,10 @@ pub fn run_lowered(
                 }
                 for ((a, buf), bytes) in args.iter().zip(&k.bufs).zip(storage) {
                     if let (Arg::Value(v), saturn_ir::kernel::BufKind::Output) = (a, buf.kind) {
-                        let shape = g.ty(*v).shape.as_known().unwrap_or_default();
-                        let t = Tensor::from_le_bytes(buf.dtype, shape, &bytes)
+                        // The graph's dtype: half values are stored as their bits.
+                        let ty = g.ty(*v);
+                        let shape = ty.shape.as_known().unwrap_or_default();
+                        let t = Tensor::from_le_bytes(ty.dtype, shape, &bytes)
                             .map_err(|e| e.to_string())?;
                         vals[v.index()] = Some(t);
                     }

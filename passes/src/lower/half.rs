@@ -47,6 +47,8 @@ pub fn moves_bits(op: &Op) -> bool {
                 | CenterCropPad(_)
                 | ConstantOfShape(_)
                 | Compress(_)
+                | BitCast(_)
+                | TensorScatter(_)
         ),
     }
 }

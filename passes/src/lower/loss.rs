@@ -86,7 +86,15 @@ fn loss(
         let mx = cx.scratch("rowmax", dt, rows);
         let ls = cx.scratch("logsum", dt, rows);
         let log_prob = (n_out > 1).then(|| cx.out_buf(1));
-        let nest = Nest::new(cx, &view, &[false, true, false], &[row_major(&view)], dt, true, true);
+        let nest = Nest::new(
+            cx,
+            &view,
+            &[false, true, false],
+            &[row_major(&view)],
+            dt,
+            true,
+            true,
+        );
         nest.record(cx);
         let parallel = large(&view) && !nest.kept_ext().is_empty();
         nest.rows(cx, parallel, &mut |cx, row| {
@@ -169,7 +177,11 @@ fn loss(
     let w = cx.b.let_("w", Expr::select(counted.clone(), w, c(0.0, ty)));
     let at = (i * ch as i64 + cl) * d as i64 + j;
     let logp = load_logp(x, at, stats, pos.clone());
-    let l = Expr::bin(BinOp::Mul, Expr::un(saturn_ir::kernel::UnOp::Neg, logp), w.clone());
+    let l = Expr::bin(
+        BinOp::Mul,
+        Expr::un(saturn_ir::kernel::UnOp::Neg, logp),
+        w.clone(),
+    );
     let l = cx.b.let_("l", Expr::select(counted, l, c(0.0, ty)));
     match reduction {
         LossReduction::None => cx.b.store(out, pos, l),

@@ -26,6 +26,7 @@ pub mod flat;
 pub mod fuse;
 pub mod half;
 pub mod linalg;
+mod lrn;
 mod loss;
 mod movement;
 mod norm;
@@ -266,5 +267,18 @@ pub(crate) fn epilogue_anchor(op: &saturn_ir::Op) -> bool {
             | Attention(_)
             | ReduceMean(_)
             | ReduceSum(_)
+            | ReduceMax(_)
+            | ReduceMin(_)
+            | ReduceProd(_)
+            | ReduceL1(_)
+            | ReduceL2(_)
+            | ReduceLogSum(_)
+            | ReduceLogSumExp(_)
+            | ReduceSumSquare(_)
+            | LogSoftmax(_)
+            | RMSNormalization(_)
+            | InstanceNormalization(_)
+            | LpNormalization(_)
+            | MeanVarianceNormalization(_)
     )
 }

@@ -80,6 +80,8 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Option<R> {
         OneHot(o) => index::one_hot(cx, o.axis),
         ReverseSequence(o) => index::reverse_sequence(cx, o.batch_axis, o.time_axis),
         Resize(o) => resize::lower(cx, o),
+        BitCast(_) => bit_cast(cx),
+        TensorScatter(o) => index::tensor_scatter(cx, o.axis, o.mode),
         _ => return None,
     })
 }
@@ -102,6 +104,14 @@ pub(super) enum Src {
     Buf { buf: BufId, base: Expr },
     /// One value everywhere (a constant or a variable bound earlier).
     Value(Expr),
+    /// `buf[base + Σ i·ss]` (of dtype `from`) with its bits read as
+    /// dtype `to`, of the same width.
+    Bits {
+        buf: BufId,
+        base: Expr,
+        from: DType,
+        to: DType,
+    },
 }
 
 /// Lanes of a copy vector: one native 128-bit vector of the dtype.
@@ -140,6 +150,27 @@ pub(super) fn read(src: &Src, off: Expr, lanes: u16, stride: i64, mask: Option<E
                 Expr::load(*buf, at).splat(lanes)
             } else {
                 Expr::load_vec(*buf, at, lanes, stride, mask)
+            }
+        }
+        Src::Bits {
+            buf,
+            base,
+            from,
+            to,
+        } => {
+            let src = Src::Buf {
+                buf: *buf,
+                base: base.clone(),
+            };
+            let v = read(&src, off, lanes, stride, mask);
+            if from == to {
+                v
+            } else if *from == DType::Bool || *to == DType::Bool {
+                // A boolean is the byte 0 or 1; a byte as a boolean is
+                // whether it is nonzero.
+                v.cast(*to)
+            } else {
+                v.bitcast(*to)
             }
         }
     }
@@ -246,8 +277,8 @@ pub(super) fn copy_nest(
     }
     let ob = cx.b.let_("ob", obase + dot(&idx, os));
     let sb = match src {
-        Src::Buf { .. } => cx.b.let_("sb", dot(&idx, ss)),
         Src::Value(_) => Expr::idx(0),
+        _ => cx.b.let_("sb", dot(&idx, ss)),
     };
     vloop(cx, "i", n, lanes, &mut |cx, i, mask| {
         let v = read(src, sb.clone() + i.clone() * ssi, lanes, ssi, mask.clone());
@@ -1242,20 +1273,20 @@ pub(super) fn dyn_gather(
     Ok(())
 }
 
-/// Element `i` of integer input `input` as an index value: the constant,
+/// Element `i` of integer input `at` as an index value: the constant,
 /// or a load (bound at kernel start).
-fn int_at(cx: &mut NodeCx, input: usize, i: usize) -> Result<Expr, Unsupported> {
-    if let Some(t) = cx.in_const(input) {
+fn int_at(cx: &mut NodeCx, at: usize, i: usize) -> Result<Expr, Unsupported> {
+    if let Some(t) = cx.in_const(at) {
         if !t.dtype().is_int() {
             return unsupported("integer parameters expected");
         }
         return Ok(Expr::idx(t.get_i64(i)));
     }
-    let dt = cx.in_dtype(input);
+    let dt = cx.in_dtype(at);
     if !dt.is_int() {
         return unsupported("integer parameters expected");
     }
-    let b = input_buf(cx, input)?;
+    let b = input(cx, at)?;
     let v = Expr::load(b, Expr::idx(i as i64));
     let v = if dt == DType::I64 {
         v
@@ -1265,43 +1296,44 @@ fn int_at(cx: &mut NodeCx, input: usize, i: usize) -> Result<Expr, Unsupported> 
     Ok(cx.b.let_("p", v))
 }
 
-fn input_buf(cx: &NodeCx, i: usize) -> Result<BufId, Unsupported> {
-    input(cx, i)
-}
-
 /// Which dims entry `i` of a runtime slice or pad applies to: its axis
 /// from input `axes` (constant or loaded), or `i` itself.
-enum Target {
+enum EntryAxis {
     Dim(usize),
     /// A runtime axis, already made non-negative.
     Runtime(Expr),
 }
 
-fn entry_axis(cx: &mut NodeCx, axes: usize, i: usize, rank: usize) -> Result<Target, Unsupported> {
+fn entry_axis(
+    cx: &mut NodeCx,
+    axes: usize,
+    i: usize,
+    rank: usize,
+) -> Result<EntryAxis, Unsupported> {
     if cx.in_value(axes).is_none() {
         return if i < rank {
-            Ok(Target::Dim(i))
+            Ok(EntryAxis::Dim(i))
         } else {
             unsupported("more entries than dims")
         };
     }
     if let Some(t) = cx.in_const(axes) {
-        return Ok(Target::Dim(normalize(t.get_i64(i), rank)?));
+        return Ok(EntryAxis::Dim(normalize(t.get_i64(i), rank)?));
     }
     let a = int_at(cx, axes, i)?;
     let a = Expr::select(a.clone().lt(Expr::idx(0)), a.clone() + rank as i64, a);
-    Ok(Target::Runtime(cx.b.let_("axis", a)))
+    Ok(EntryAxis::Runtime(cx.b.let_("axis", a)))
 }
 
 /// `v` into dim `d`'s slot of `per_dim` (all slots for a runtime axis,
 /// each chosen where the axis is that dim).
-fn assign(per_dim: &mut [Expr], hit: &mut [bool], t: &Target, v: &dyn Fn(usize) -> Expr) {
+fn assign(per_dim: &mut [Expr], hit: &mut [bool], t: &EntryAxis, v: &dyn Fn(usize) -> Expr) {
     match t {
-        Target::Dim(d) => {
+        EntryAxis::Dim(d) => {
             per_dim[*d] = v(*d);
             hit[*d] = true;
         }
-        Target::Runtime(a) => {
+        EntryAxis::Runtime(a) => {
             for d in 0..per_dim.len() {
                 let is = Expr::bin(BinOp::Eq, a.clone(), Expr::idx(d as i64));
                 per_dim[d] = Expr::select(is, v(d), per_dim[d].clone());
@@ -1336,8 +1368,8 @@ fn slice_dynamic(cx: &mut NodeCx) -> R {
         };
         let t = entry_axis(cx, 3, i, r)?;
         let dims: Vec<usize> = match &t {
-            Target::Dim(d) => vec![*d],
-            Target::Runtime(_) => (0..r).collect(),
+            EntryAxis::Dim(d) => vec![*d],
+            EntryAxis::Runtime(_) => (0..r).collect(),
         };
         // The first position: negative starts count from the end, then
         // clamped to [0, d] going forward or [0, d - 1] going back.
@@ -1509,6 +1541,34 @@ fn compress_dynamic(cx: &mut NodeCx, axis: Option<i64>) -> R {
     cx.schedule("parameters", AttrValue::Str("runtime".into()));
     let (out, buf) = (cx.out_buf(0), input(cx, 0)?);
     dyn_gather(cx, out, &out_view, buf, &view, pos, None)
+}
+
+/// BitCast: the same bits read as another dtype of the same width.
+fn bit_cast(cx: &mut NodeCx) -> R {
+    let n = numel(&cx.out_shape(0));
+    if numel(&cx.in_shape(0)) != n {
+        return unsupported("bit_cast changes the size");
+    }
+    let (buf, out) = (input(cx, 0)?, cx.out_buf(0));
+    let from = cx.b.kernel().buf(buf).dtype;
+    let to = cx.b.kernel().buf(out).dtype;
+    if from.bits() != to.bits() {
+        return unsupported("bit_cast between dtypes of different widths");
+    }
+    let src = Src::Bits {
+        buf,
+        base: Expr::idx(0),
+        from,
+        to,
+    };
+    copy_nest(
+        cx,
+        out,
+        Expr::idx(0),
+        &[Axis { n, os: 1, ss: 1 }],
+        &src,
+        true,
+    )
 }
 
 // ---- values from shapes and constants ----

@@ -14,7 +14,7 @@
 
 use super::cx::NodeCx;
 use super::elementwise::broadcast_strides;
-use super::reduce::{Nest, Row, large, norm_axis, row_major};
+use super::reduce::{Nest, Row, epilogue_operands, large, norm_axis, row_major};
 use super::{Unsupported, unsupported};
 use saturn_ir::graph::NodeId;
 use saturn_ir::kernel::{BinOp, BufId, Expr, LoopKind, ReduceOp, Ty, UnOp};
@@ -105,7 +105,9 @@ fn nest(
     operands: &[Vec<i64>],
     dt: DType,
 ) -> (Nest, bool) {
-    let n = Nest::new(cx, shape, reduced, operands, dt, true, true);
+    let mut operands = operands.to_vec();
+    operands.extend(epilogue_operands(cx, shape.len(), &|d| Some(d)));
+    let n = Nest::new(cx, shape, reduced, &operands, dt, true, true);
     n.record(cx);
     let parallel = large(shape) && !n.kept_ext().is_empty();
     (n, parallel)
@@ -125,45 +127,27 @@ fn moments(
     let vt = n.vty(dt);
     let rt = n.row_ty(dt);
     if square_only {
-        let q = cx.b.decl("sq", c(0.0, vt));
-        n.walk(cx, row, "j", 1, &mut |cx, at| {
+        let q = n.accumulate(cx, row, "sq", c(0.0, vt), BinOp::Add, &mut |cx, at, acc| {
             let v = cx.b.let_("v", n.load(&at.idx, at.mask.clone(), 0, x));
-            cx.b.assign(q, Expr::mul_add(v.clone(), v, Expr::Var(q)));
-            Ok(())
+            Ok(Expr::mul_add(v.clone(), v, acc))
         })?;
-        let ms = Expr::bin(
-            BinOp::Div,
-            n.hreduce(ReduceOp::Add, Expr::Var(q)),
-            c(count, rt),
-        );
+        let ms = Expr::bin(BinOp::Div, n.hreduce(ReduceOp::Add, q), c(count, rt));
         return Ok((c(0.0, rt), cx.b.let_("meansq", ms)));
     }
-    let s = cx.b.decl("sum", c(0.0, vt));
-    n.walk(cx, row, "j", 1, &mut |cx, at| {
+    let s = n.accumulate(cx, row, "sum", c(0.0, vt), BinOp::Add, &mut |_, at, acc| {
         let v = n.load(&at.idx, at.mask.clone(), 0, x);
-        cx.b.assign(s, Expr::bin(BinOp::Add, Expr::Var(s), v));
-        Ok(())
+        Ok(Expr::bin(BinOp::Add, acc, v))
     })?;
-    let mean = Expr::bin(
-        BinOp::Div,
-        n.hreduce(ReduceOp::Add, Expr::Var(s)),
-        c(count, rt),
-    );
+    let mean = Expr::bin(BinOp::Div, n.hreduce(ReduceOp::Add, s), c(count, rt));
     let mean = cx.b.let_("mean", mean);
-    let q = cx.b.decl("sq", c(0.0, vt));
-    n.walk(cx, row, "j", 1, &mut |cx, at| {
+    let q = n.accumulate(cx, row, "sq", c(0.0, vt), BinOp::Add, &mut |cx, at, acc| {
         let v = n.load(&at.idx, at.mask.clone(), 0, x);
         let d = Expr::bin(BinOp::Sub, v, n.bcast(mean.clone()));
         let d = n.fill(at, d, c(0.0, Ty::scalar(dt)));
         let d = cx.b.let_("d", d);
-        cx.b.assign(q, Expr::mul_add(d.clone(), d, Expr::Var(q)));
-        Ok(())
+        Ok(Expr::mul_add(d.clone(), d, acc))
     })?;
-    let var = Expr::bin(
-        BinOp::Div,
-        n.hreduce(ReduceOp::Add, Expr::Var(q)),
-        c(count, rt),
-    );
+    let var = Expr::bin(BinOp::Div, n.hreduce(ReduceOp::Add, q), c(count, rt));
     Ok((mean, cx.b.let_("var", var)))
 }
 
@@ -430,18 +414,22 @@ fn lp_norm(cx: &mut NodeCx, axis: i64, p: i64) -> Result<(), Unsupported> {
     let reduced: Vec<bool> = (0..shape.len()).map(|d| d == a).collect();
     let (n, parallel) = nest(cx, &shape, &reduced, &[row_major(&shape)], dt);
     n.rows(cx, parallel, &mut |cx, row| {
-        let s = cx.b.decl("norm", c(0.0, n.vty(dt)));
-        n.walk(cx, row, "j", 1, &mut |cx, at| {
-            let v = cx.b.let_("v", n.load(&at.idx, at.mask.clone(), 0, x));
-            let t = if p == 1 {
-                Expr::bin(BinOp::Add, Expr::un(UnOp::Abs, v), Expr::Var(s))
-            } else {
-                Expr::mul_add(v.clone(), v, Expr::Var(s))
-            };
-            cx.b.assign(s, t);
-            Ok(())
-        })?;
-        let norm = n.hreduce(ReduceOp::Add, Expr::Var(s));
+        let s = n.accumulate(
+            cx,
+            row,
+            "norm",
+            c(0.0, n.vty(dt)),
+            BinOp::Add,
+            &mut |cx, at, acc| {
+                let v = cx.b.let_("v", n.load(&at.idx, at.mask.clone(), 0, x));
+                Ok(if p == 1 {
+                    Expr::bin(BinOp::Add, Expr::un(UnOp::Abs, v), acc)
+                } else {
+                    Expr::mul_add(v.clone(), v, acc)
+                })
+            },
+        )?;
+        let norm = n.hreduce(ReduceOp::Add, s);
         let norm = if p == 2 {
             Expr::un(UnOp::Sqrt, norm)
         } else {

@@ -15,6 +15,12 @@
 //!   own, so nothing is merged.
 //!
 //! The first kept loop runs in parallel when the input is large.
+//!
+//! Axes given as a runtime input (as ONNX models do) are read off the
+//! static shapes of input and output; where those allow several axis sets
+//! (`[3, 2, 2] → [3, 2]` without keepdims), the kernel holds the nest of
+//! each and runs the one the given axes select. A scan's runtime axis
+//! picks its loop nest by a chain of `if`s in the same way.
 
 use super::cx::{NodeCx, flat_index};
 use super::elementwise::LANES;
@@ -381,6 +387,48 @@ impl Nest {
         Ok(())
     }
 
+    /// Accumulators per row walk: 4 along long contiguous rows (so that
+    /// the additions do not wait on each other), else 1.
+    pub fn unroll(&self) -> usize {
+        match (self.mode, self.ext.last()) {
+            (Lanes::Along, Some(&n)) if n >= 8 * LANES as usize => 4,
+            _ => 1,
+        }
+    }
+
+    /// Walks the row folding every element into accumulators that start
+    /// at `init`: `step(at, acc)` is the new value of the accumulator the
+    /// step feeds. Returns the accumulators merged with `merge`, not yet
+    /// reduced horizontally.
+    pub fn accumulate(
+        &self,
+        cx: &mut NodeCx,
+        row: &Row,
+        name: &str,
+        init: Expr,
+        merge: BinOp,
+        step: &mut dyn FnMut(&mut NodeCx, &At, Expr) -> Result<Expr, Unsupported>,
+    ) -> Result<Expr, Unsupported> {
+        let u = self.unroll();
+        if u > 1 {
+            cx.schedule("unroll", AttrValue::Int(u as i64));
+        }
+        let accs: Vec<VarId> = (0..u)
+            .map(|p| cx.b.decl(&format!("{name}{p}"), init.clone()))
+            .collect();
+        self.walk(cx, row, "j", u, &mut |cx, at| {
+            let a = accs[at.part];
+            let v = step(cx, at, Expr::Var(a))?;
+            cx.b.assign(a, v);
+            Ok(())
+        })?;
+        let mut acc = Expr::Var(accs[0]);
+        for a in &accs[1..] {
+            acc = Expr::bin(merge, acc, Expr::Var(*a));
+        }
+        Ok(acc)
+    }
+
     /// The element (vector) of operand `op`, held in `buf`, at `idx`.
     pub fn load(&self, idx: &[Expr], mask: Option<Expr>, op: usize, buf: BufId) -> Expr {
         let st = &self.st[op];
@@ -462,6 +510,41 @@ impl Nest {
         let at = self.row_index(row);
         cx.b.store_vec(buf, at, v, 1, row.mask.clone());
     }
+}
+
+/// The strides, per dim of the anchor's input 0, of every operand of the
+/// group's epilogue (broadcast onto the output; `out_dim(d)` is the
+/// output dim of input dim `d`, `None` for a reduced dim). Appended to a
+/// nest's operands, they keep coalescing from merging dims that an
+/// epilogue operand does not walk alike.
+pub(super) fn epilogue_operands(
+    cx: &NodeCx,
+    rank: usize,
+    out_dim: &dyn Fn(usize) -> Option<usize>,
+) -> Vec<Vec<i64>> {
+    let Some(t) = cx
+        .group
+        .epilogue
+        .as_ref()
+        .filter(|_| cx.group.anchor.is_some())
+    else {
+        return Vec::new();
+    };
+    let out = cx.final_shape();
+    t.leaves()
+        .into_iter()
+        .map(|v| {
+            let ls = cx.g.ty(v).shape.as_known().unwrap_or_default();
+            let st = if ls.len() <= out.len() {
+                super::elementwise::broadcast_strides(&ls, &out)
+            } else {
+                vec![0; out.len()]
+            };
+            (0..rank)
+                .map(|d| out_dim(d).and_then(|o| st.get(o).copied()).unwrap_or(0))
+                .collect()
+        })
+        .collect()
 }
 
 /// The integer type lane numbers are compared in, as wide as `dt`.
@@ -880,24 +963,23 @@ fn reduce_nest(
         return Ok(());
     }
     let vec_ok = dt != DType::Bool;
-    let nest = Nest::new(
-        cx,
-        &shape,
-        &reduced,
-        &[row_major(&shape)],
-        dt,
-        vec_ok,
-        vec_ok,
-    );
+    let keep = cx.out_shape(0).len() == rank;
+    let out_dim = |d: usize| {
+        if reduced[d] {
+            None
+        } else if keep {
+            Some(d)
+        } else {
+            Some((0..d).filter(|&e| !reduced[e]).count())
+        }
+    };
+    let mut operands = vec![row_major(&shape)];
+    operands.extend(epilogue_operands(cx, rank, &out_dim));
+    let nest = Nest::new(cx, &shape, &reduced, &operands, dt, vec_ok, vec_ok);
     nest.record(cx);
     let rows = !nest.kept_ext().is_empty();
     let parallel = large(&shape) && rows;
-    let n_last = nest.ext.last().copied().unwrap_or(1);
-    let unroll = if nest.mode == Lanes::Along && n_last >= 8 * LANES as usize {
-        4
-    } else {
-        1
-    };
+    let unroll = nest.unroll();
     if unroll > 1 {
         cx.schedule("unroll", AttrValue::Int(unroll as i64));
     }
@@ -997,11 +1079,13 @@ fn copy(cx: &mut NodeCx, x: BufId, shape: &[usize], dt: DType) -> Result<(), Uns
     if shape.contains(&0) {
         return Ok(());
     }
+    let mut operands = vec![row_major(shape)];
+    operands.extend(epilogue_operands(cx, shape.len(), &|d| Some(d)));
     let nest = Nest::new(
         cx,
         shape,
         &vec![false; shape.len()],
-        &[row_major(shape)],
+        &operands,
         dt,
         false,
         dt != DType::Bool,

@@ -23,7 +23,7 @@
 
 use super::cx::NodeCx;
 use super::elementwise::broadcast_strides;
-use super::reduce::{At, Lanes, Nest, Row, large, libm, norm_axis, row_major};
+use super::reduce::{At, Lanes, Nest, Row, epilogue_operands, large, libm, norm_axis, row_major};
 use super::{Unsupported, unsupported};
 use saturn_ir::graph::NodeId;
 use saturn_ir::kernel::{BinOp, BufId, Expr, ReduceOp, Ty, math};
@@ -91,6 +91,7 @@ fn rows(
         return Ok(None);
     }
     let reduced: Vec<bool> = (0..shape.len()).map(|d| d == a).collect();
+    operands.extend(epilogue_operands(cx, shape.len(), &|d| Some(d)));
     let nest = Nest::new(cx, &shape, &reduced, &operands, dt, along, true);
     nest.record(cx);
     let parallel = large(&shape) && !nest.kept_ext().is_empty();
@@ -161,17 +162,21 @@ fn softmax(
     })
 }
 
+/// The largest logit of the row.
+fn row_max(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<Expr, Unsupported> {
+    let nest = &r.nest;
+    let init = r.c(f64::NEG_INFINITY, true);
+    let m = nest.accumulate(cx, row, "max", init, BinOp::Max, &mut |cx, at, acc| {
+        let z = r.z(cx, at, scale, true);
+        Ok(Expr::bin(BinOp::Max, acc, z))
+    })?;
+    Ok(cx.b.let_("rowmax", nest.hreduce(ReduceOp::Max, m)))
+}
+
 /// The row's max, then the sum of `exp(z - max)`, then the quotients.
 fn three_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsupported> {
     let nest = &r.nest;
-    let m = cx.b.decl("max", r.c(f64::NEG_INFINITY, true));
-    nest.walk(cx, row, "j", 1, &mut |cx, at| {
-        let z = r.z(cx, at, scale, true);
-        cx.b.assign(m, Expr::bin(BinOp::Max, Expr::Var(m), z));
-        Ok(())
-    })?;
-    let mx =
-        cx.b.let_("rowmax", nest.hreduce(ReduceOp::Max, Expr::Var(m)));
+    let mx = row_max(cx, r, row, scale)?;
     let s = cx.b.decl("sum", r.c(0.0, true));
     nest.walk(cx, row, "j", 1, &mut |cx, at| {
         let z = r.z(cx, at, scale, true);
@@ -199,15 +204,21 @@ fn two_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsu
     nest.walk(cx, row, "j", 1, &mut |cx, at| {
         let z = r.z(cx, at, scale, true);
         let (p, n) = math::exp_parts(&mut cx.b, &z);
-        let en =
-            cx.b.let_("en", Expr::bin(BinOp::Max, Expr::Var(e), n.clone()));
-        let old = math::scale_exp2(
-            &mut cx.b,
-            Expr::Var(m),
-            &Expr::bin(BinOp::Sub, Expr::Var(e), en.clone()),
+        // m' = m·2^(e-e') + p·2^(n-e') with e' = max(e, n): one of the
+        // factors is 2^0, so only the smaller term is scaled.
+        let gt =
+            cx.b.let_("gt", Expr::bin(BinOp::Gt, n.clone(), Expr::Var(e)));
+        let small = Expr::select(gt.clone(), Expr::Var(m), p.clone());
+        let big = Expr::select(gt.clone(), p, Expr::Var(m));
+        let d = Expr::select(
+            gt,
+            Expr::bin(BinOp::Sub, Expr::Var(e), n.clone()),
+            Expr::bin(BinOp::Sub, n.clone(), Expr::Var(e)),
         );
-        let new = math::scale_exp2(&mut cx.b, p, &Expr::bin(BinOp::Sub, n, en.clone()));
-        cx.b.assign(m, Expr::bin(BinOp::Add, old, new));
+        let d = cx.b.let_("d", d);
+        let scaled = math::scale_exp2(&mut cx.b, small, &d);
+        let en = Expr::bin(BinOp::Max, Expr::Var(e), n);
+        cx.b.assign(m, Expr::bin(BinOp::Add, big, scaled));
         cx.b.assign(e, en);
         Ok(())
     })?;
@@ -297,14 +308,7 @@ fn log_softmax(cx: &mut NodeCx, axis: i64) -> Result<(), Unsupported> {
     };
     let nest = &r.nest;
     nest.rows(cx, r.parallel, &mut |cx, row| {
-        let m = cx.b.decl("max", r.c(f64::NEG_INFINITY, true));
-        nest.walk(cx, row, "j", 1, &mut |cx, at| {
-            let z = r.z(cx, at, 1.0, true);
-            cx.b.assign(m, Expr::bin(BinOp::Max, Expr::Var(m), z));
-            Ok(())
-        })?;
-        let mx =
-            cx.b.let_("rowmax", nest.hreduce(ReduceOp::Max, Expr::Var(m)));
+        let mx = row_max(cx, &r, row, 1.0)?;
         let s = cx.b.decl("sum", r.c(0.0, true));
         nest.walk(cx, row, "j", 1, &mut |cx, at| {
             let z = r.z(cx, at, 1.0, true);

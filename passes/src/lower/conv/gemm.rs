@@ -13,7 +13,9 @@
 //! element of `W` broadcast per row and step of `K`, fused multiply-adds.
 //! Finished blocks get the bias and are stored through the epilogue into
 //! the `[N, M, L]` view of the output. 1×1 convolutions with stride 1 and
-//! no padding read `B` from the input as it is.
+//! no padding read `B` from the input as it is. The weights are first
+//! repacked (in scratch) as `[row block, K, MR]`, so a step of `K` reads
+//! the `MR` values it broadcasts from one place.
 //!
 //! Tasks are spread over a fixed number of workers (the parallel loop);
 //! each walks its tasks in turn with its own panel, so the scratch memory
@@ -51,8 +53,12 @@ pub(super) struct Plan {
     chunks: usize,
     tasks: usize,
     workers: usize,
-    /// Whether `B` is read from the input as it is.
+    /// Whether the convolution is 1×1 with stride 1 and no padding.
     pointwise: bool,
+    /// Whether `B` is read from the input as it is (else packed).
+    direct_b: bool,
+    /// Row blocks per group (the last may be partial).
+    nblk: usize,
 }
 
 impl Plan {
@@ -78,6 +84,7 @@ impl Plan {
             .min(l.div_ceil(nb) * nb)
             .max(nb);
         let tiles = l.div_ceil(tile);
+        let direct_b = pointwise;
         let cores = cx.target.cores.max(1);
         let want = 4 * cores;
         let base = s.n * s.g * tiles;
@@ -86,7 +93,7 @@ impl Plan {
         let mut chunks = 1;
         if base < want {
             for cand in 2..=s.mg {
-                if s.mg % cand != 0 || s.mg / cand < 4 * MR {
+                if s.mg % cand != 0 || s.mg / cand < 4 * MR || (s.mg / cand) % MR != 0 {
                     continue;
                 }
                 chunks = cand;
@@ -114,12 +121,14 @@ impl Plan {
             tasks,
             workers,
             pointwise,
+            direct_b,
+            nblk: s.mg.div_ceil(MR),
         }
     }
 
     /// Elements of scratch the plan needs.
     pub(super) fn scratch(&self) -> usize {
-        if self.pointwise {
+        if self.direct_b {
             0
         } else {
             self.workers * self.kd * self.tile
@@ -140,7 +149,9 @@ struct Task<'a> {
     s: &'a ConvShape,
     plan: &'a Plan,
     dt: DType,
-    w: BufId,
+    /// The repacked weights and the offset of this task's first block.
+    wpack: BufId,
+    a0: Expr,
     bias: Option<BufId>,
     b: BOperand,
     /// Image, first output channel of the chunk, first output position.
@@ -180,12 +191,13 @@ pub(super) fn lower(
     if p.workers > 1 {
         cx.schedule("parallel", AttrValue::Str("tasks".into()));
     }
-    let panel = (!p.pointwise).then(|| cx.scratch("cols", dt, p.scratch()));
+    let panel = (!p.direct_b).then(|| cx.scratch("cols", dt, p.scratch()));
     let kind = if p.workers > 1 {
         LoopKind::Parallel
     } else {
         LoopKind::Serial
     };
+    let wpack = pack_weights(cx, s, p, dt, w, kind);
     let wk = cx.b.begin_for("worker", 0, p.workers, 1, kind);
     let t = cx.b.begin_for(
         "task",
@@ -226,12 +238,19 @@ pub(super) fn lower(
             rs: s.in_plane as i64,
         },
     };
-    let m0 = cx.b.let_("m0", gi * s.mg as i64 + chunk * p.mc as i64);
+    let m0 = cx.b.let_("m0", gi.clone() * s.mg as i64 + chunk.clone() * p.mc as i64);
+    // Block `bi` of group `g` starts at `((g·nblk + bi)·K)·MR`; chunks
+    // hold whole blocks.
+    let a0 = cx.b.let_(
+        "a0",
+        gi * (p.nblk * p.kd * MR) as i64 + chunk * (p.mc * p.kd) as i64,
+    );
     let task = Task {
         s,
         plan: p,
         dt,
-        w,
+        wpack,
+        a0,
         bias,
         b,
         n: ni,
@@ -243,6 +262,34 @@ pub(super) fn lower(
     cx.b.end_for();
     cx.b.end_for();
     Ok(())
+}
+
+/// Copies the weights `[M, K]` into scratch as `[G·nblk, K, MR]`: row `r`
+/// of block `bi` of group `g` at `((g·nblk + bi)·K + p)·MR + r` (rows past
+/// the group's end read as zeros).
+fn pack_weights(
+    cx: &mut NodeCx,
+    s: &ConvShape,
+    p: &Plan,
+    dt: DType,
+    w: BufId,
+    kind: LoopKind,
+) -> BufId {
+    let blocks = s.g * p.nblk;
+    let wpack = cx.scratch("wpack", dt, (blocks * p.kd * MR).max(1));
+    let rb = cx.b.begin_for("rb", 0, blocks, 1, kind);
+    let g = cx.b.let_("g", rb.clone() / p.nblk as i64);
+    let bi = cx.b.let_("bi", rb.clone() % p.nblk as i64);
+    let row0 = cx.b.let_("row0", bi * MR as i64);
+    let src = cx.b.let_("wsrc", (g * s.mg as i64 + row0.clone()) * p.kd as i64);
+    let dst = cx.b.let_("wdst", rb * (p.kd * MR) as i64);
+    let mask = (s.mg % MR != 0).then(|| cx.b.let_("rows", Expr::idx(s.mg as i64) - row0));
+    let k = cx.b.begin_for("p", 0, p.kd, 1, LoopKind::Serial);
+    let v = Expr::load_vec(w, src + k.clone(), MR as u16, p.kd as i64, mask);
+    cx.b.store_vec(wpack, dst + k * MR as i64, v, 1, None);
+    cx.b.end_for();
+    cx.b.end_for();
+    wpack
 }
 
 /// Unfolds the tile `[l0, l0 + tl)` of the group's input (at `xbase`) into
@@ -373,6 +420,16 @@ fn pack(
     }
     b.end_for(); // ci
     b.end_for(); // row
+    // Columns past a partial tile's end up to the register block are read
+    // (not stored) by the micro-kernel: zeros, so they cannot be slow
+    // denormals.
+    let up = b.let_("tl_up", (tl.clone() + (p.nb as i64 - 1)) / p.nb as i64 * p.nb as i64);
+    let k = b.begin_for("pz", 0, p.kd, 1, LoopKind::Serial);
+    let z = b.begin_for("z", tl.clone(), up.clone(), lanes as i64, LoopKind::Serial);
+    let at = dbase.clone() + k * p.tile as i64 + z.clone();
+    b.store_vec(panel, at, Expr::constant(0.0, vty), 1, Some(up - z));
+    b.end_for();
+    b.end_for();
 }
 
 impl Task<'_> {
@@ -395,11 +452,12 @@ impl Task<'_> {
                 ),
                 Some(e) => (e, false),
             };
-            let m = cx.b.let_("m", self.m0.clone() + i);
+            let m = cx.b.let_("m", self.m0.clone() + i.clone());
+            let ablk = cx.b.let_("ablk", self.a0.clone() + i * p.kd as i64);
             // Full column blocks, then at most one masked block.
             let j =
                 cx.b.begin_for("j", 0, self.tl.clone() - (nb - 1), nb, LoopKind::Serial);
-            self.micro(cx, &m, &j, mr, false)?;
+            self.micro(cx, &m, &ablk, &j, mr, false)?;
             cx.b.end_for();
             let jt = cx.b.begin_for(
                 "jt",
@@ -408,7 +466,7 @@ impl Task<'_> {
                 nb,
                 LoopKind::Serial,
             );
-            self.micro(cx, &m, &jt, mr, true)?;
+            self.micro(cx, &m, &ablk, &jt, mr, true)?;
             cx.b.end_for();
             if open {
                 cx.b.end_for();
@@ -417,12 +475,14 @@ impl Task<'_> {
         Ok(())
     }
 
-    /// Rows `m..m+mr` (absolute output channels) × columns `j..j+nb` of
-    /// the tile.
+    /// Rows `m..m+mr` (absolute output channels, their packed weights at
+    /// `ablk`) × columns `j..j+nb` of the tile.
+    #[allow(clippy::too_many_arguments)]
     fn micro(
         &self,
         cx: &mut NodeCx,
         m: &Expr,
+        ablk: &Expr,
         j: &Expr,
         mr: usize,
         tail: bool,
@@ -441,39 +501,29 @@ impl Task<'_> {
             }
         }
         // Loop-invariant parts of the addresses, computed once.
+        // The loop walks B's address; A's follows in a variable of its
+        // own, so neither is recomputed from the step count.
         let bcol = cx.b.let_("bcol", self.b.off.clone() + j.clone());
-        let arows: Vec<Expr> = (0..mr)
-            .map(|r| {
-                cx.b.let_(&format!("arow{r}"), (m.clone() + r as i64) * p.kd as i64)
-            })
-            .collect();
-        let kind = if p.kd >= 4 {
-            LoopKind::Unroll(2)
-        } else {
-            LoopKind::Serial
-        };
-        let kp = cx.b.begin_for("p", 0, p.kd, 1, kind);
-        let brow = cx.b.let_("brow", bcol + kp.clone() * self.b.rs);
+        let bend = cx.b.let_("bend", bcol.clone() + (p.kd as i64) * self.b.rs);
+        let ap = cx.b.decl("ap", ablk.clone());
+        let brow = cx.b.begin_for("q", bcol, bend, self.b.rs, LoopKind::Serial);
         let mut bv = Vec::new();
         for (c, mask) in masks.iter().enumerate() {
-            let v = Expr::load_vec(
-                self.b.buf,
-                brow.clone() + (c * l as usize) as i64,
-                l,
-                1,
-                mask.clone(),
-            );
+            // A panel holds whole tiles: columns past the end are read
+            // (and never stored) unmasked. The input itself is not.
+            let mask = if p.direct_b { mask.clone() } else { None };
+            let v = Expr::load_vec(self.b.buf, brow.clone() + (c * l as usize) as i64, l, 1, mask);
             bv.push(cx.b.let_(&format!("b{c}"), v));
         }
-        for (r, arow) in arows.iter().enumerate() {
-            let idx = arow.clone() + kp.clone();
-            let a =
-                cx.b.let_(&format!("a{r}"), Expr::load(self.w, idx).splat(l));
+        for r in 0..mr {
+            let idx = Expr::Var(ap) + r as i64;
+            let a = cx.b.let_(&format!("a{r}"), Expr::load(self.wpack, idx).splat(l));
             for c in 0..NV {
                 let v = acc[r * NV + c];
                 cx.b.assign(v, Expr::mul_add(a.clone(), bv[c].clone(), Expr::Var(v)));
             }
         }
+        cx.b.assign(ap, Expr::Var(ap) + MR as i64);
         cx.b.end_for();
         let s = self.s;
         let view = [s.n, s.m, s.out_plane];

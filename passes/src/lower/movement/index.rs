@@ -16,7 +16,7 @@ use crate::lower::cx::NodeCx;
 
 use crate::lower::unsupported;
 use saturn_ir::kernel::{BinOp, BufId, Expr, LoopKind};
-use saturn_ir::ops::ScatterReduction;
+use saturn_ir::ops::{ScatterReduction, TensorScatterMode};
 use saturn_ir::{AttrValue, DType};
 
 /// `ind[at]` as an index into an axis of `d > 0` elements: negative ones
@@ -460,6 +460,91 @@ pub(super) fn reverse_sequence(cx: &mut NodeCx, batch_axis: i64, time_axis: i64)
         ss: 1,
     }];
     copy_nest(cx, out, at(t), &dims, &src, false)?;
+    loops.close(cx);
+    Ok(())
+}
+
+/// TensorScatter (a cache update): the cache copied, then each batch
+/// entry's update rows written from its write index on (wrapping around
+/// the axis in circular mode, clamped into it otherwise), in order.
+pub(super) fn tensor_scatter(cx: &mut NodeCx, axis: i64, mode: TensorScatterMode) -> R {
+    let ps = cx.in_shape(0);
+    let us = cx.in_shape(1);
+    let r = ps.len();
+    let a = normalize(axis, r)?;
+    if a == 0 {
+        return unsupported("the sequence axis cannot be the batch axis");
+    }
+    let fits = us.len() == r
+        && (0..r).all(|d| {
+            if d == a {
+                us[d] <= ps[d]
+            } else {
+                us[d] == ps[d]
+            }
+        });
+    if !fits {
+        return unsupported("the update does not fit the cache");
+    }
+    copy_data(cx)?;
+    let (batch, max_len, seq) = (ps[0], ps[a], us[a]);
+    let (outer, inner) = (numel(&ps[..a]), numel(&ps[a + 1..]));
+    if outer * seq * inner == 0 {
+        return Ok(());
+    }
+    let writes = match cx.in_value(2) {
+        Some(_) if numel(&cx.in_shape(2)) != batch => {
+            return unsupported("one write index per batch entry");
+        }
+        Some(_) => Some(input(cx, 2)?),
+        None => None,
+    };
+    let (upd, out) = (input(cx, 1)?, cx.out_buf(0));
+    let per_batch = outer / batch;
+    let loops = Loops::open(cx, &[batch, per_batch], outer * seq * inner >= PARALLEL_MIN);
+    let (b, ob) = (loops.vars[0].clone(), loops.vars[1].clone());
+    let o = cx.b.let_("o", b.clone() * per_batch as i64 + ob);
+    let w = match writes {
+        Some(wb) => {
+            let v = Expr::load(wb, b);
+            let v = if cx.b.kernel().buf(wb).dtype == DType::I64 {
+                v
+            } else {
+                v.cast(DType::I64)
+            };
+            cx.b.let_("w", v)
+        }
+        None => Expr::idx(0),
+    };
+    let s = cx.b.begin_for("s", 0, seq, 1, LoopKind::Serial);
+    let at = w + s.clone();
+    let at = match mode {
+        TensorScatterMode::Circular => {
+            let m =
+                cx.b.let_("m", Expr::bin(BinOp::Rem, at, Expr::idx(max_len as i64)));
+            Expr::select(m.clone().lt(Expr::idx(0)), m.clone() + max_len as i64, m)
+        }
+        TensorScatterMode::Linear => at.max(Expr::idx(0)).min(Expr::idx(max_len as i64 - 1)),
+    };
+    let at = cx.b.let_("at", at);
+    let src = Src::Buf {
+        buf: upd,
+        base: cx.b.let_("sb", (o.clone() * seq as i64 + s) * inner as i64),
+    };
+    let dims = [Axis {
+        n: inner,
+        os: 1,
+        ss: 1,
+    }];
+    copy_nest(
+        cx,
+        out,
+        (o * max_len as i64 + at) * inner as i64,
+        &dims,
+        &src,
+        false,
+    )?;
+    cx.b.end_for();
     loops.close(cx);
     Ok(())
 }

@@ -1,20 +1,26 @@
 //! Resize, with the interpreter's semantics (`interp/image.rs`).
 //!
-//! The interpolation taps of each resized axis (source index and weight
-//! per output index) depend only on shapes and attributes, so they are
-//! computed here, at lowering time, by the same arithmetic as the
-//! interpreter ([`axis_taps`] mirrors it), and stored into scratch tables
-//! at kernel start.
+//! Resize is separable: per resized axis, each output index reads `n`
+//! input indices (taps) with weights, which depend on shapes, attributes
+//! and the scales alone.
 //!
-//! - `nearest` has one tap of weight 1 per output index: it is a copy
-//!   through axis maps ([`super::gather_maps`]), so an integer upsampling
-//!   factor becomes plain strided copies and anything else an offset
-//!   table; values are moved, not converted.
+//! - `nearest` (one tap of weight 1) is a copy of values, not arithmetic.
+//!   With constant scales or sizes its taps are computed here
+//!   ([`axis_taps`] mirrors the interpreter) and it becomes a copy through
+//!   axis maps ([`super::gather_maps`]): an integer upsampling factor is a
+//!   plain strided copy, anything else an offset table.
 //! - `linear` and `cubic` run one pass per resized axis, in axis order as
 //!   the interpreter does (intermediate results in scratch memory), each
 //!   pass a weighted sum of `n` rows of the previous result, vectorised
 //!   along the dims after the axis. Floats compute in their own type;
 //!   integers in f64, rounded half to even and saturated at the end.
+//!
+//! The taps of a pass are computed by a loop at kernel start
+//! ([`emit_taps`]) into scratch tables, with the interpreter's f64
+//! arithmetic operation for operation (so the same taps): from constant
+//! scales, or from scales, sizes and roi read at run time, which is how
+//! models that declare their output shape pass them. Runtime nearest
+//! resizes copy through those tables.
 
 use super::{R, copy_lanes, gather_maps, input, numel, unsup};
 use crate::lower::cx::NodeCx;
