@@ -239,7 +239,11 @@ fn compile_reports_kernels_and_fallbacks() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("compiled 1 of 1 nodes"), "{stdout}");
     assert!(stdout.contains("fallbacks: none"), "{stdout}");
     assert!(stdout.contains("memory: planned peak"), "{stdout}");
@@ -261,7 +265,10 @@ fn compile_reports_kernels_and_fallbacks() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stdout.contains("fallbacks (1, run by the interpreter)"), "{stdout}");
+    assert!(
+        stdout.contains("fallbacks (1, run by the interpreter)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("(det)"), "{stdout}");
     assert!(stdout.contains("native ops: neg"), "{stdout}");
     assert!(stderr.contains("no native lowering"), "{stderr}");

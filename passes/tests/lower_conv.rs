@@ -878,3 +878,102 @@ fn col2im_with_runtime_shapes() {
         ],
     );
 }
+
+// ---- integer convolutions ----
+
+fn conv_int(group: i64, strides: &[i64], pads: &[i64]) -> ConvInteger {
+    let opt = |v: &[i64]| (!v.is_empty()).then(|| v.to_vec());
+    ConvInteger {
+        auto_pad: AutoPad::NotSet,
+        dilations: None,
+        group,
+        kernel_shape: None,
+        pads: opt(pads),
+        strides: opt(strides),
+    }
+}
+
+#[test]
+fn conv_integer_cases() {
+    let mut rng = Rng(22);
+    for (xs, ws, op) in [
+        (
+            vec![1, 2, 5, 6],
+            vec![3, 2, 3, 3],
+            conv_int(1, &[], &[1, 1, 1, 1]),
+        ),
+        (
+            vec![2, 4, 7, 5],
+            vec![4, 2, 2, 3],
+            conv_int(2, &[2, 1], &[0, 1, 2, 0]),
+        ),
+        (vec![1, 3, 9], vec![2, 3, 3], conv_int(1, &[2], &[1, 1])),
+    ] {
+        for (xd, wd) in [
+            (DType::U8, DType::U8),
+            (DType::I8, DType::I8),
+            (DType::U8, DType::I8),
+        ] {
+            // Without zero points, with shared ones, and per-channel weights.
+            for zp in 0..3 {
+                let mut types = vec![tt(xd, &xs), tt(wd, &ws)];
+                let mut inputs = vec![rng.tensor(xd, &xs, 120.0), rng.tensor(wd, &ws, 120.0)];
+                if zp > 0 {
+                    types.push(tt(xd, &[]));
+                    inputs.push(rng.tensor(xd, &[], 100.0));
+                    let wz = if zp == 2 { vec![ws[0]] } else { vec![] };
+                    types.push(tt(wd, &wz));
+                    inputs.push(rng.tensor(wd, &wz, 100.0));
+                }
+                let g = single(op.clone(), &types, &[]);
+                check(&g, inputs);
+            }
+        }
+    }
+}
+
+#[test]
+fn qlinear_conv_cases() {
+    let mut rng = Rng(23);
+    for (xs, ws, group, pads) in [
+        (vec![1, 2, 5, 6], vec![3, 2, 3, 3], 1, vec![1, 1, 1, 1]),
+        (vec![1, 4, 6, 5], vec![4, 2, 3, 2], 2, vec![0, 1, 1, 0]),
+    ] {
+        for dt in [DType::U8, DType::I8] {
+            for (per_channel, bias) in [(false, false), (true, true)] {
+                let m = ws[0];
+                let op = QLinearConv {
+                    auto_pad: AutoPad::NotSet,
+                    dilations: None,
+                    group,
+                    kernel_shape: None,
+                    pads: Some(pads.clone()),
+                    strides: None,
+                };
+                let sc = |v: f32| Tensor::from_vec(vec![], vec![v]);
+                let ws_t = if per_channel {
+                    Tensor::from_vec(vec![m], (0..m).map(|i| 0.01 + 0.005 * i as f32).collect())
+                } else {
+                    sc(0.02)
+                };
+                let wz = if per_channel { vec![m] } else { vec![] };
+                let mut consts = vec![
+                    (1, sc(0.05)),
+                    (2, rng.tensor(dt, &[], 30.0)),
+                    (4, ws_t),
+                    (5, rng.tensor(dt, &wz, 30.0)),
+                    (6, sc(0.7)),
+                    (7, rng.tensor(dt, &[], 30.0)),
+                ];
+                if bias {
+                    consts.push((8, rng.tensor(DType::I32, &[m], 500.0)));
+                }
+                let g = single(op, &[tt(dt, &xs), tt(dt, &ws)], &consts);
+                check(
+                    &g,
+                    vec![rng.tensor(dt, &xs, 120.0), rng.tensor(dt, &ws, 120.0)],
+                );
+            }
+        }
+    }
+}

@@ -16,11 +16,23 @@ fn backend() -> &'static dyn saturn_backends::Backend {
 /// `softmax(relu(x · w + b))` with a symbolic batch dim.
 fn mlp() -> Graph {
     let mut b = GraphBuilder::new("mlp");
-    let ty = TensorType::new(DType::F32, Shape::Ranked(vec![Dim::sym("batch"), Dim::Known(13)]));
+    let ty = TensorType::new(
+        DType::F32,
+        Shape::Ranked(vec![Dim::sym("batch"), Dim::Known(13)]),
+    );
     let x = b.input("x", ty).unwrap();
-    let vals: Vec<f32> = (0..13 * 7).map(|i| ((i * 37 % 23) as f32 - 11.0) / 10.0).collect();
-    let w = b.constant("w", Tensor::from_vec(vec![13, 7], vals)).unwrap();
-    let bias = b.constant("b", Tensor::from_vec(vec![7], vec![0.1f32, -0.2, 0.3, 0.0, 0.5, -0.6, 0.7])).unwrap();
+    let vals: Vec<f32> = (0..13 * 7)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 10.0)
+        .collect();
+    let w = b
+        .constant("w", Tensor::from_vec(vec![13, 7], vals))
+        .unwrap();
+    let bias = b
+        .constant(
+            "b",
+            Tensor::from_vec(vec![7], vec![0.1f32, -0.2, 0.3, 0.0, 0.5, -0.6, 0.7]),
+        )
+        .unwrap();
     let h = b.op(MatMul {}, &[x, w]).unwrap();
     let h = b.op(Add {}, &[h, bias]).unwrap();
     let h = b.op(Relu {}, &[h]).unwrap();
@@ -38,7 +50,9 @@ fn mlp() -> Graph {
 }
 
 fn input(batch: usize) -> Tensor {
-    let v: Vec<f32> = (0..batch * 13).map(|i| ((i * 7919 % 101) as f32 - 50.0) / 25.0).collect();
+    let v: Vec<f32> = (0..batch * 13)
+        .map(|i| ((i * 7919 % 101) as f32 - 50.0) / 25.0)
+        .collect();
     Tensor::from_vec(vec![batch, 13], v)
 }
 
@@ -138,7 +152,10 @@ fn resnet50_memory_plan_reuses_buffers() {
         for y in &spans[i + 1..] {
             let alive_together = x.0 <= y.1 && y.0 <= x.1;
             let overlap = x.2 < y.3 && y.2 < x.3;
-            assert!(!(alive_together && overlap), "{x:?} and {y:?} share memory while alive");
+            assert!(
+                !(alive_together && overlap),
+                "{x:?} and {y:?} share memory while alive"
+            );
         }
     }
 }
@@ -146,8 +163,13 @@ fn resnet50_memory_plan_reuses_buffers() {
 fn step_slots(step: &saturn_runtime::PlanStep) -> Vec<usize> {
     match step {
         saturn_runtime::PlanStep::Kernel { args, .. } => args.clone(),
-        saturn_runtime::PlanStep::Fallback { inputs, outputs, .. } => {
-            inputs.iter().flatten().copied().chain(outputs.iter().copied()).collect()
-        }
+        saturn_runtime::PlanStep::Fallback {
+            inputs, outputs, ..
+        } => inputs
+            .iter()
+            .flatten()
+            .copied()
+            .chain(outputs.iter().copied())
+            .collect(),
     }
 }

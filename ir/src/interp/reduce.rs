@@ -588,11 +588,19 @@ impl Eval for Softmax {
         if x.numel() == 0 {
             return one(x.clone());
         }
-        // The logits: x · scale + mask.
+        // The logits: x · scale + mask, each step rounded to x's dtype as
+        // the unfused `mul` and `add` it stands for would round it.
+        let round = |v: Vec<f64>| -> Result<Vec<f64>, OpError> {
+            if x.dtype() == DType::F64 {
+                return Ok(v);
+            }
+            to_f64(&from_f64(x.dtype(), x.shape().to_vec(), v)?, "Softmax")
+        };
         let mut v = to_f64(x, "Softmax")?;
         let scale = self.scale as f64;
         if scale != 1.0 {
             v.iter_mut().for_each(|z| *z *= scale);
+            v = round(v)?;
         }
         if let Some(mask) = mask {
             let mv = to_f64(mask, "Softmax")?;
@@ -603,6 +611,7 @@ impl Eval for Softmax {
                     *z += mv[o];
                 }
             });
+            v = round(v)?;
         }
         let row: fn(&mut [f64]) = match self.algorithm {
             SoftmaxAlgorithm::ThreePass => softmax_three_pass,

@@ -11,7 +11,9 @@
 //!   along the output width, for depthwise convolutions and tiny channel
 //!   counts.
 //!
-//! Both add the bias and store through the fused epilogue. Pools
+//! Both add the bias and store through the fused epilogue. Integer
+//! convolutions (ConvInteger, QLinearConv: [`quant`]) walk directly,
+//! accumulating in i32. Pools
 //! ([`pool`]) and direct convolutions share the window walk of
 //! [`window`], which never reads padding. Transposed convolutions and
 //! Col2Im ([`transpose`]) gather, for each output, the inputs that a
@@ -20,6 +22,7 @@
 mod direct;
 mod gemm;
 mod pool;
+mod quant;
 mod transpose;
 mod window;
 
@@ -38,6 +41,7 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Option<Result<(), Unsupported>> {
     let op = cx.g.node(node).op.clone();
     Some(match &op {
         Op::Conv(o) => conv(cx, o),
+        Op::ConvInteger(_) | Op::QLinearConv(_) => quant::lower(cx, &op),
         Op::ConvTranspose(o) => transpose::conv_transpose(cx, o),
         Op::Col2Im(o) => transpose::col2im(cx, o),
         Op::MaxPool(_) | Op::AveragePool(_) | Op::LpPool(_) => pool::lower(cx, &op),

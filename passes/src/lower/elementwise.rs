@@ -70,7 +70,9 @@ fn supported(op: &Op, g: &Graph, node: &Node) -> bool {
             node.outputs.len() == 1
                 && match node.inputs.get(2).copied().flatten() {
                     None => true,
-                    Some(t) => g.const_value(t).is_some_and(|t| t.numel() == 1 && t.get_f64(0) == 0.0),
+                    Some(t) => g
+                        .const_value(t)
+                        .is_some_and(|t| t.numel() == 1 && t.get_f64(0) == 0.0),
                 }
         }
         Ceil(_) | Floor(_) | Round(_) | Sqrt(_) | Exp(_) | Log(_) | Tanh(_) | Sigmoid(_)
@@ -402,9 +404,11 @@ pub fn op_expr(
                 in_range
             };
             let fill = match o.direction {
-                saturn_ir::ops::ShiftDirection::Right if ty.elem.is_signed_int() => {
-                    Expr::select(bin(BinOp::Lt, x.clone(), k(0.0, ty)), k(-1.0, ty), k(0.0, ty))
-                }
+                saturn_ir::ops::ShiftDirection::Right if ty.elem.is_signed_int() => Expr::select(
+                    bin(BinOp::Lt, x.clone(), k(0.0, ty)),
+                    k(-1.0, ty),
+                    k(0.0, ty),
+                ),
                 _ => k(0.0, ty),
             };
             Expr::select(in_range, bin(op, x, s), fill)

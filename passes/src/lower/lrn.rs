@@ -39,7 +39,9 @@ fn lrn(cx: &mut NodeCx, op: saturn_ir::ops::LRN) -> Result<(), Unsupported> {
     }
     let size = op.size as usize;
     let (before, after) = ((size - 1) / 2, size / 2);
-    let x = cx.input(0).ok_or_else(|| Unsupported("lrn without input".into()))?;
+    let x = cx
+        .input(0)
+        .ok_or_else(|| Unsupported("lrn without input".into()))?;
     let lanes = if spatial >= LANES as usize { LANES } else { 1 };
     let vty = Ty::vector(dt, lanes);
     let k = Expr::constant(op.alpha as f64 / size as f64, vty);
@@ -52,13 +54,19 @@ fn lrn(cx: &mut NodeCx, op: saturn_ir::ops::LRN) -> Result<(), Unsupported> {
     let b = cx.b.let_("b", bc.clone() / c as i64);
     let ch = cx.b.let_("ch", bc.clone() % c as i64);
     // The window [ch - before, ch + after], clamped to the channels.
-    let lo = cx.b.let_("lo", (ch.clone() - before as i64).max(Expr::idx(0)));
-    let hi = cx.b.let_("hi", (ch.clone() + (after + 1) as i64).min(Expr::idx(c as i64)));
+    let lo =
+        cx.b.let_("lo", (ch.clone() - before as i64).max(Expr::idx(0)));
+    let hi = cx.b.let_(
+        "hi",
+        (ch.clone() + (after + 1) as i64).min(Expr::idx(c as i64)),
+    );
     vector_loop(cx, "j", spatial, lanes, &mut |cx, j, mask| {
         let sum = cx.b.decl("sum", Expr::constant(0.0, vty));
-        let w = cx.b.begin_for("w", lo.clone(), hi.clone(), 1, LoopKind::Serial);
+        let w =
+            cx.b.begin_for("w", lo.clone(), hi.clone(), 1, LoopKind::Serial);
         let at = (b.clone() * c as i64 + w) * spatial as i64 + j.clone();
-        let v = cx.b.let_("v", Expr::load_vec(x, at, lanes, 1, mask.clone()));
+        let v =
+            cx.b.let_("v", Expr::load_vec(x, at, lanes, 1, mask.clone()));
         cx.b.assign(sum, Expr::mul_add(v.clone(), v, Expr::Var(sum)));
         cx.b.end_for();
         let base = Expr::mul_add(Expr::Var(sum), k.clone(), bias.clone());

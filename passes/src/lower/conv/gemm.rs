@@ -93,7 +93,10 @@ impl Plan {
         let mut chunks = 1;
         if base < want {
             for cand in 2..=s.mg {
-                if s.mg % cand != 0 || s.mg / cand < 4 * MR || (s.mg / cand) % MR != 0 {
+                if !s.mg.is_multiple_of(cand)
+                    || s.mg / cand < 4 * MR
+                    || !(s.mg / cand).is_multiple_of(MR)
+                {
                     continue;
                 }
                 chunks = cand;
@@ -238,7 +241,8 @@ pub(super) fn lower(
             rs: s.in_plane as i64,
         },
     };
-    let m0 = cx.b.let_("m0", gi.clone() * s.mg as i64 + chunk.clone() * p.mc as i64);
+    let m0 =
+        cx.b.let_("m0", gi.clone() * s.mg as i64 + chunk.clone() * p.mc as i64);
     // Block `bi` of group `g` starts at `((g·nblk + bi)·K)·MR`; chunks
     // hold whole blocks.
     let a0 = cx.b.let_(
@@ -281,9 +285,10 @@ fn pack_weights(
     let g = cx.b.let_("g", rb.clone() / p.nblk as i64);
     let bi = cx.b.let_("bi", rb.clone() % p.nblk as i64);
     let row0 = cx.b.let_("row0", bi * MR as i64);
-    let src = cx.b.let_("wsrc", (g * s.mg as i64 + row0.clone()) * p.kd as i64);
+    let src =
+        cx.b.let_("wsrc", (g * s.mg as i64 + row0.clone()) * p.kd as i64);
     let dst = cx.b.let_("wdst", rb * (p.kd * MR) as i64);
-    let mask = (s.mg % MR != 0).then(|| cx.b.let_("rows", Expr::idx(s.mg as i64) - row0));
+    let mask = (!s.mg.is_multiple_of(MR)).then(|| cx.b.let_("rows", Expr::idx(s.mg as i64) - row0));
     let k = cx.b.begin_for("p", 0, p.kd, 1, LoopKind::Serial);
     let v = Expr::load_vec(w, src + k.clone(), MR as u16, p.kd as i64, mask);
     cx.b.store_vec(wpack, dst + k * MR as i64, v, 1, None);
@@ -423,7 +428,10 @@ fn pack(
     // Columns past a partial tile's end up to the register block are read
     // (not stored) by the micro-kernel: zeros, so they cannot be slow
     // denormals.
-    let up = b.let_("tl_up", (tl.clone() + (p.nb as i64 - 1)) / p.nb as i64 * p.nb as i64);
+    let up = b.let_(
+        "tl_up",
+        (tl.clone() + (p.nb as i64 - 1)) / p.nb as i64 * p.nb as i64,
+    );
     let k = b.begin_for("pz", 0, p.kd, 1, LoopKind::Serial);
     let z = b.begin_for("z", tl.clone(), up.clone(), lanes as i64, LoopKind::Serial);
     let at = dbase.clone() + k * p.tile as i64 + z.clone();
@@ -512,12 +520,19 @@ impl Task<'_> {
             // A panel holds whole tiles: columns past the end are read
             // (and never stored) unmasked. The input itself is not.
             let mask = if p.direct_b { mask.clone() } else { None };
-            let v = Expr::load_vec(self.b.buf, brow.clone() + (c * l as usize) as i64, l, 1, mask);
+            let v = Expr::load_vec(
+                self.b.buf,
+                brow.clone() + (c * l as usize) as i64,
+                l,
+                1,
+                mask,
+            );
             bv.push(cx.b.let_(&format!("b{c}"), v));
         }
         for r in 0..mr {
             let idx = Expr::Var(ap) + r as i64;
-            let a = cx.b.let_(&format!("a{r}"), Expr::load(self.wpack, idx).splat(l));
+            let a =
+                cx.b.let_(&format!("a{r}"), Expr::load(self.wpack, idx).splat(l));
             for c in 0..NV {
                 let v = acc[r * NV + c];
                 cx.b.assign(v, Expr::mul_add(a.clone(), bv[c].clone(), Expr::Var(v)));

@@ -342,7 +342,7 @@ pub(super) fn lower_global(cx: &mut NodeCx, op: &Op) -> Result<(), Unsupported> 
     };
     let s = if full > 0 && lanes > 1 {
         // Two accumulators hide the latency of the adds on long planes.
-        let parts = if full >= 8 * l && full % (2 * l) == 0 {
+        let parts = if full >= 8 * l && full.is_multiple_of(2 * l) {
             2
         } else {
             1

@@ -28,7 +28,12 @@ enum Zero {
 impl Zero {
     /// The zero point of input `i` (of an 8-bit tensor of dtype `dt`),
     /// per channel when allowed and its length is `m`.
-    fn of(cx: &NodeCx, i: usize, dt: DType, per_channel: Option<usize>) -> Result<Zero, Unsupported> {
+    fn of(
+        cx: &NodeCx,
+        i: usize,
+        dt: DType,
+        per_channel: Option<usize>,
+    ) -> Result<Zero, Unsupported> {
         let Some(b) = cx.input(i) else {
             return Ok(Zero::None);
         };
@@ -99,7 +104,9 @@ pub(super) fn lower(cx: &mut NodeCx, op: &Op) -> Result<(), Unsupported> {
                 if cx.in_dtype(i) != DType::F32 {
                     return unsupported(format!("scale of type {}", cx.in_dtype(i)));
                 }
-                let b = cx.input(i).ok_or_else(|| Unsupported("missing scale".into()))?;
+                let b = cx
+                    .input(i)
+                    .ok_or_else(|| Unsupported("missing scale".into()))?;
                 match len {
                     1 => Ok((b, false)),
                     _ if len == n && shape.len() == 1 => Ok((b, true)),
@@ -109,9 +116,12 @@ pub(super) fn lower(cx: &mut NodeCx, op: &Op) -> Result<(), Unsupported> {
             let (x_scale, _) = scalar(cx, 1, 1)?;
             let w_scale = scalar(cx, 4, s.m)?;
             let (y_scale, _) = scalar(cx, 6, 1)?;
-            let y_zero = cx.input(7).filter(|_| cx.in_shape(7).iter().product::<usize>() > 0);
+            let y_zero = cx
+                .input(7)
+                .filter(|_| cx.in_shape(7).iter().product::<usize>() > 0);
             let out = cx.out_dtype(0);
-            if !matches!(out, DType::I8 | DType::U8) || y_zero.is_some_and(|_| cx.in_dtype(7) != out)
+            if !matches!(out, DType::I8 | DType::U8)
+                || y_zero.is_some_and(|_| cx.in_dtype(7) != out)
             {
                 return unsupported(format!("QLinearConv producing {out}"));
             }
@@ -203,8 +213,11 @@ impl Body for IntConv<'_> {
         if let Some(z) = &self.xz {
             xv = Expr::bin(BinOp::Sub, xv, z.clone().splat(t.lanes));
         }
-        let mut wv =
-            Expr::load(self.w, self.wbase.clone() + ci * s.taps as i64 + t.tap.clone()).cast(DType::I32);
+        let mut wv = Expr::load(
+            self.w,
+            self.wbase.clone() + ci * s.taps as i64 + t.tap.clone(),
+        )
+        .cast(DType::I32);
         if let Some(z) = &self.wz {
             wv = Expr::bin(BinOp::Sub, wv, z.clone());
         }
@@ -226,7 +239,11 @@ impl Body for IntConv<'_> {
             // The multiplier in f32, as the interpreter forms it.
             let ws = Expr::load(
                 rq.w_scale.0,
-                if rq.w_scale.1 { self.m.clone() } else { Expr::idx(0) },
+                if rq.w_scale.1 {
+                    self.m.clone()
+                } else {
+                    Expr::idx(0)
+                },
             );
             let xs = Expr::load(rq.x_scale, Expr::idx(0));
             let ys = Expr::load(rq.y_scale, Expr::idx(0));

@@ -38,6 +38,7 @@ fn gather(
     let source: Vec<usize> = axes.iter().map(|a| a.source).collect();
     let kernel: Vec<usize> = axes.iter().map(|a| a.kernel).collect();
     let (src_st, tap_st) = (strides(&source), strides(&kernel));
+    #[allow(clippy::too_many_arguments)]
     fn go(
         b: &mut KernelBuilder,
         axes: &[GAxis],
@@ -244,7 +245,7 @@ pub(super) fn col2im(cx: &mut NodeCx, op: &Col2Im) -> Result<(), Unsupported> {
         .map_err(|e| Unsupported(format!("col2im window: {e}")))?;
     let taps: usize = w.iter().map(|a| a.kernel).product();
     let blocks: usize = w.iter().map(|a| a.output).product();
-    if taps == 0 || xs[1] % taps != 0 || xs[2] != blocks {
+    if taps == 0 || !xs[1].is_multiple_of(taps) || xs[2] != blocks {
         return unsupported(format!(
             "input {xs:?} does not hold {blocks} blocks of {taps} taps"
         ));
@@ -302,7 +303,7 @@ pub(super) fn col2im(cx: &mut NodeCx, op: &Col2Im) -> Result<(), Unsupported> {
 /// image matches the input's blocks.
 fn deduce_block(op: &Col2Im, xs: &[usize], out: &[usize]) -> Result<Vec<i64>, Unsupported> {
     let r = out.len() - 2;
-    if out[1] == 0 || xs[1] % out[1] != 0 {
+    if out[1] == 0 || !xs[1].is_multiple_of(out[1]) {
         return unsupported(format!("col2im of {xs:?} to {out:?}"));
     }
     let taps = xs[1] / out[1];
@@ -312,6 +313,7 @@ fn deduce_block(op: &Col2Im, xs: &[usize], out: &[usize]) -> Result<Vec<i64>, Un
     let image: Vec<usize> = out[2..].to_vec();
     let mut found: Vec<Vec<i64>> = Vec::new();
     let mut cur = Vec::new();
+    #[allow(clippy::too_many_arguments)]
     fn go(
         op: &Col2Im,
         image: &[usize],
@@ -344,7 +346,7 @@ fn deduce_block(op: &Col2Im, xs: &[usize], out: &[usize]) -> Result<Vec<i64>, Un
             return;
         }
         for k in 1..=rest {
-            if rest % k == 0 {
+            if rest.is_multiple_of(k) {
                 cur.push(k as i64);
                 go(op, image, rest / k, r, cur, found, blocks);
                 cur.pop();
