@@ -51,13 +51,24 @@ pub fn c_name(name: &str) -> String {
     s
 }
 
-/// Lowers `g` (static shapes), emits its kernels and links the library
-/// into `dir`.
+/// Lowers `g` (static shapes), emits its kernels with Cranelift and links
+/// the library into `dir`.
 pub fn build_library(
     g: &Graph,
     target: &Target,
     dir: &Path,
     name: &str,
+) -> Result<Library, BackendError> {
+    build_library_with(g, target, dir, name, &super::cpu_cranelift::Cranelift)
+}
+
+/// [`build_library`] with the kernels compiled by `codegen`.
+pub fn build_library_with(
+    g: &Graph,
+    target: &Target,
+    dir: &Path,
+    name: &str,
+    codegen: &dyn super::native::Codegen,
 ) -> Result<Library, BackendError> {
     let name = c_name(name);
     let wide = lower::half::widen_half(g);
@@ -80,8 +91,7 @@ pub fn build_library(
     std::fs::create_dir_all(dir)
         .map_err(|e| err(format!("cannot create `{}`: {e}", dir.display())))?;
     let prefix = format!("saturn_{name}_k_");
-    let object = super::cpu_cranelift::emit_object(&lowered.kernels, None, &prefix)
-        .map_err(|e| err(e.to_string()))?;
+    let object = codegen.object(&lowered.kernels, &prefix)?;
 
     // Weights: every constant slot, 64-byte aligned, in slot order.
     let mut weights = Vec::new();

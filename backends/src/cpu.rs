@@ -1,5 +1,6 @@
-//! The `cpu` backend: lowering to Kernel IR, machine code through
-//! Cranelift (JIT), run by the runtime.
+//! The CPU backends: lowering to Kernel IR, machine code through a
+//! [`Codegen`] compiled into the process, run by the runtime. `cpu` uses
+//! Cranelift; `llvm` (feature `llvm`) uses LLVM.
 //!
 //! A graph whose shapes are all static compiles once, in `prepare`. A
 //! graph with symbolic dims compiles per set of concrete input shapes, on
@@ -16,18 +17,38 @@ use saturn_ir::{Tensor, builder};
 use saturn_passes::lower::{self, Arg, LowerOptions, Lowered, Step};
 use saturn_runtime::{KernelFn, Plan, PlanStep, Session, Slot, SlotKind};
 
-use super::cpu_cranelift::JitModule;
+use super::native::{Codegen, JitCode};
 use super::{Backend, BackendError, Executable, PrepareOptions};
 
-pub struct Cpu;
+/// A CPU backend: its name and its code generator for this machine.
+pub struct Cpu {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub codegen: fn() -> Box<dyn Codegen>,
+}
+
+/// `cpu`: Cranelift.
+pub static CPU: Cpu = Cpu {
+    name: "cpu",
+    description: "native code for this CPU through Cranelift (128-bit SIMD), compiled in process",
+    codegen: || Box::new(super::cpu_cranelift::Cranelift),
+};
+
+/// `llvm`: LLVM for this CPU.
+#[cfg(feature = "llvm")]
+pub static LLVM: Cpu = Cpu {
+    name: "llvm",
+    description: "native code for this CPU through LLVM (AVX-512 / AVX2 / NEON), compiled in process",
+    codegen: || Box::new(super::cpu_llvm::Llvm::host()),
+};
 
 impl Backend for Cpu {
     fn name(&self) -> &'static str {
-        "cpu"
+        self.name
     }
 
     fn description(&self) -> &'static str {
-        "native code for this CPU through Cranelift (128-bit SIMD), compiled in process"
+        self.description
     }
 
     fn prepare(&self, graph: &Graph) -> Result<Box<dyn Executable>, BackendError> {
@@ -42,10 +63,11 @@ impl Backend for Cpu {
         let exe = CpuExecutable {
             graph: graph.clone(),
             opts: opts.clone(),
+            codegen: (self.codegen)(),
             compiled: Mutex::new(HashMap::new()),
         };
         if let Some(shapes) = static_input_shapes(graph) {
-            let c = compile(graph, &opts.target, opts.threads)?;
+            let c = compile_with(graph, &opts.target, opts.threads, exe.codegen.as_ref())?;
             exe.compiled
                 .lock()
                 .expect("fresh lock")
@@ -65,6 +87,7 @@ fn static_input_shapes(g: &Graph) -> Option<Vec<Vec<usize>>> {
 struct CpuExecutable {
     graph: Graph,
     opts: PrepareOptions,
+    codegen: Box<dyn Codegen>,
     compiled: Mutex<HashMap<Vec<Vec<usize>>, Arc<Compiled>>>,
 }
 
@@ -85,7 +108,12 @@ impl Executable for CpuExecutable {
                     let g = saturn_passes::eqsat::optimize(&g, &self.opts.target)
                         .map(|(g, _)| g)
                         .unwrap_or(g);
-                    let c = Arc::new(compile(&g, &self.opts.target, self.opts.threads)?);
+                    let c = Arc::new(compile_with(
+                        &g,
+                        &self.opts.target,
+                        self.opts.threads,
+                        self.codegen.as_ref(),
+                    )?);
                     cache.insert(shapes, c.clone());
                     c
                 }
@@ -130,19 +158,30 @@ pub struct Compiled {
     pub session: Session,
 }
 
-/// Lowers a graph with static shapes and compiles its kernels in process.
+/// Lowers a graph with static shapes and compiles its kernels in process
+/// with Cranelift.
 pub fn compile(g: &Graph, target: &Target, threads: usize) -> Result<Compiled, BackendError> {
+    compile_with(g, target, threads, &super::cpu_cranelift::Cranelift)
+}
+
+/// Lowers a graph with static shapes and compiles its kernels in process
+/// with `codegen`.
+pub fn compile_with(
+    g: &Graph,
+    target: &Target,
+    threads: usize,
+    codegen: &dyn Codegen,
+) -> Result<Compiled, BackendError> {
     let g = lower::half::widen_half(g);
     let lowered = lower::lower(&g, target, &LowerOptions::default());
     let plan = build_plan(&g, &lowered)?;
-    let jit = JitModule::compile(
+    let jit: Arc<dyn JitCode> = Arc::from(codegen.jit(
         &lowered.kernels,
         &[(
             "saturn_parallel_for",
             saturn_runtime::pool::saturn_parallel_for as *const u8,
         )],
-    )
-    .map_err(|e| BackendError::Run(e.to_string()))?;
+    )?);
     let fns: Vec<KernelFn> = plan
         .kernels
         .iter()

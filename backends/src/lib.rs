@@ -8,7 +8,10 @@
 pub mod aot;
 pub mod cpu;
 pub mod cpu_cranelift;
+#[cfg(feature = "llvm")]
+pub mod cpu_llvm;
 pub mod interp;
+pub mod native;
 
 use saturn_ir::target::Target;
 use saturn_ir::{Graph, Tensor};
@@ -65,9 +68,15 @@ pub trait Executable {
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError>;
 }
 
-static BACKENDS: &[&dyn Backend] = &[&interp::Interp, &cpu::Cpu];
+#[cfg(not(feature = "llvm"))]
+static BACKENDS: &[&dyn Backend] = &[&interp::Interp, &cpu::CPU];
+#[cfg(feature = "llvm")]
+static BACKENDS: &[&dyn Backend] = &[&interp::Interp, &cpu::CPU, &cpu::LLVM];
 
 /// Backends that are known but need a cargo feature, with that feature.
+#[cfg(not(feature = "llvm"))]
+static DISABLED: &[(&str, &str)] = &[("llvm", "llvm")];
+#[cfg(feature = "llvm")]
 static DISABLED: &[(&str, &str)] = &[];
 
 /// All backends built into this binary.

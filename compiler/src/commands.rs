@@ -106,6 +106,95 @@ fn default_name(model: &Path) -> String {
     stem
 }
 
+/// What `saturn compile` builds for: the code generator (and the machine
+/// it generates code for) and the target the optimizer and the lowering
+/// describe.
+pub struct Selection {
+    pub codegen: Box<dyn saturn_backends::native::Codegen>,
+    pub target: Target,
+    /// The machine code is for, in words.
+    pub machine: String,
+}
+
+/// The code generator of `backend` for `--target` (a Saturn target name
+/// or, with `llvm`, a target triple), `--cpu` and `--features`.
+pub fn select(
+    backend: &str,
+    target: &str,
+    cpu: Option<&str>,
+    features: Option<&str>,
+) -> Result<Selection> {
+    let named = Target::named(target);
+    match backend {
+        "cpu" => {
+            if cpu.is_some() || features.is_some() {
+                return Err("--cpu and --features choose LLVM's target: use --backend llvm".into());
+            }
+            let target = named.ok_or_else(|| {
+                format!(
+                    "unknown target `{target}` for the cpu backend (targets: {}; target triples need --backend llvm)",
+                    Target::NAMES.join(", ")
+                )
+            })?;
+            Ok(Selection {
+                codegen: Box::new(saturn_backends::cpu_cranelift::Cranelift),
+                target,
+                machine: "this machine (Cranelift)".into(),
+            })
+        }
+        #[cfg(feature = "llvm")]
+        "llvm" => {
+            use saturn_backends::cpu_llvm::{Llvm, Machine};
+            let machine = match (target, named.is_some()) {
+                ("host", _) => {
+                    let mut m = Machine::host();
+                    if let Some(c) = cpu {
+                        m.cpu = c.to_string();
+                        m.features = String::new();
+                    }
+                    if let Some(f) = features {
+                        m.features = f.to_string();
+                    }
+                    m
+                }
+                (_, true) => {
+                    let (triple, base) = match target {
+                        "x86-64-avx512" => ("x86_64-unknown-linux-gnu", "x86-64-v4"),
+                        "x86-64-avx2" => ("x86_64-unknown-linux-gnu", "x86-64-v3"),
+                        _ => ("aarch64-unknown-linux-gnu", "generic"),
+                    };
+                    Machine::new(triple, Some(cpu.unwrap_or(base)), features)?
+                }
+                (triple, false) => Machine::new(triple, cpu, features)?,
+            };
+            // The optimizer and the lowering see the machine: this one, or
+            // the reference target of its vector width.
+            let target = match named {
+                Some(t) if cpu.is_none() && features.is_none() => t,
+                _ if machine.is_host() => Target::host(),
+                _ => {
+                    let name = match (machine.is_aarch64(), machine.vector_bits()) {
+                        (true, _) => "aarch64-neon",
+                        (_, 512) => "x86-64-avx512",
+                        (_, 256) => "x86-64-avx2",
+                        _ => "x86-64-sse2",
+                    };
+                    Target::named(name).expect("a reference target")
+                }
+            };
+            Ok(Selection {
+                machine: machine.to_string(),
+                codegen: Box::new(Llvm::for_machine(machine)),
+                target,
+            })
+        }
+        other => {
+            saturn_backends::lookup(other)?;
+            Err(format!("backend `{other}` cannot build libraries (use `cpu` or `llvm`)").into())
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn compile(
     model: &Path,
@@ -113,20 +202,26 @@ pub fn compile(
     backend: &str,
     name: Option<&str>,
     shapes: &[String],
-    target: &Target,
+    sel: &Selection,
     report: bool,
     print_kernels: bool,
 ) -> Result<()> {
-    if backend != "cpu" {
-        saturn_backends::lookup(backend)?;
-        return Err(format!("backend `{backend}` cannot build libraries (use `cpu`)").into());
-    }
+    let target = &sel.target;
     let t0 = Instant::now();
     let g = load_static(model, shapes, target, true)?;
     let name = name
         .map(str::to_string)
         .unwrap_or_else(|| default_name(model));
-    let lib = match saturn_backends::aot::build_library(&g, target, out, &name) {
+    if report {
+        println!("backend {backend}: code for {}", sel.machine);
+    }
+    let lib = match saturn_backends::aot::build_library_with(
+        &g,
+        target,
+        out,
+        &name,
+        sel.codegen.as_ref(),
+    ) {
         Ok(lib) => lib,
         Err(e) => {
             if report {

@@ -19,8 +19,9 @@ use saturn_passes::{DEFAULT_PIPELINE, Limits, PassContext, run_pipeline};
         Saturn imports an ONNX model into its typed Graph IR, optimizes it by equality \
         saturation (softmax and attention fusion, two-pass softmax, flat GEMM, BatchNorm \
         folding, chosen by the target's cost model), lowers it to loop kernels and compiles \
-        them to native code (`cpu`, through Cranelift), in process or ahead of time into a \
-        shared library with a C header (`saturn compile`). The reference interpreter \
+        them to native code (`cpu`, through Cranelift; `llvm`, through LLVM, for AVX-512, AVX2 \
+        and NEON), in process or ahead of time into a shared library with a C header \
+        (`saturn compile`). The reference interpreter \
         (`interp`) runs any model and checks every backend. Every step reads and writes text: `saturn ir` shows \
         the Graph IR of a model, `saturn opt` the optimized IR, and a `.tir` file can be run \
         like a model.",
@@ -81,7 +82,8 @@ enum Command {
         /// Folder to write the library, header, weights and manifest into.
         #[arg(short, long, value_name = "DIR")]
         output: PathBuf,
-        /// Code generator (`cpu`: Cranelift).
+        /// Code generator: `cpu` (Cranelift) or `llvm` (LLVM, when built
+        /// with feature `llvm`).
         #[arg(long, default_value = "cpu")]
         backend: String,
         /// Library name (default: the model file's folder or stem name).
@@ -97,8 +99,22 @@ enum Command {
         /// Print the Kernel IR of every kernel to stderr.
         #[arg(long)]
         print_kernels: bool,
-        #[arg(long, default_value = "host", value_parser = target_name)]
+        /// What to compile for: `host` (this machine), a reference target
+        /// (x86-64-avx512, x86-64-avx2, x86-64-sse2, aarch64-neon) or, with `--backend
+        /// llvm`, an LLVM target triple such as `x86_64-unknown-linux-gnu`
+        /// or `aarch64-unknown-linux-gnu` (cross compilation: the library
+        /// is linked by $CC, which must target that machine).
+        #[arg(long, default_value = "host")]
         target: String,
+        /// LLVM CPU name (`znver4`, `skylake-avx512`, `neoverse-v1`, …);
+        /// `--backend llvm` only. Default: this machine's for `host`,
+        /// `generic` for a triple.
+        #[arg(long)]
+        cpu: Option<String>,
+        /// LLVM target features on top of the CPU's (`+avx512f,-avx512bw`);
+        /// `--backend llvm` only.
+        #[arg(long)]
+        features: Option<String>,
     },
     /// Measure a model's latency with a backend.
     ///
@@ -154,7 +170,7 @@ enum Command {
         #[arg(long, value_delimiter = ',', value_name = "PASS,...")]
         passes: Option<Vec<String>>,
         /// Target the cost model describes: `host` or a reference target
-        /// (x86-64-avx512, x86-64-avx2, aarch64-neon).
+        /// (x86-64-avx512, x86-64-avx2, x86-64-sse2, aarch64-neon).
         #[arg(long, default_value = "host", value_parser = target_name)]
         target: String,
         /// Abbreviate constants with more than N elements.
@@ -212,15 +228,18 @@ fn run(cmd: Command) -> Result<()> {
             report,
             print_kernels,
             target,
+            cpu,
+            features,
         } => {
-            let target = Target::named(&target).expect("checked by clap");
+            let sel =
+                saturn::commands::select(&backend, &target, cpu.as_deref(), features.as_deref())?;
             saturn::commands::compile(
                 &model,
                 &output,
                 &backend,
                 name.as_deref(),
                 &shape,
-                &target,
+                &sel,
                 report,
                 print_kernels,
             )

@@ -65,8 +65,13 @@ const NOMINAL_HZ: f64 = 3.0e9;
 
 impl Target {
     /// Names accepted by [`Target::named`].
-    pub const NAMES: &'static [&'static str] =
-        &["host", "x86-64-avx512", "x86-64-avx2", "aarch64-neon"];
+    pub const NAMES: &'static [&'static str] = &[
+        "host",
+        "x86-64-avx512",
+        "x86-64-avx2",
+        "x86-64-sse2",
+        "aarch64-neon",
+    ];
 
     /// A target by name: `host` or one of the fixed reference targets.
     pub fn named(name: &str) -> Option<Target> {
@@ -74,6 +79,7 @@ impl Target {
             "host" => Target::host(),
             "x86-64-avx512" => Target::reference(name, 512, 48 << 10, 2 << 20, 32 << 20),
             "x86-64-avx2" => Target::reference(name, 256, 32 << 10, 1 << 20, 16 << 20),
+            "x86-64-sse2" => Target::reference(name, 128, 32 << 10, 1 << 20, 16 << 20),
             "aarch64-neon" => Target::reference(name, 128, 64 << 10, 1 << 20, 8 << 20),
             _ => return None,
         })

@@ -295,3 +295,34 @@ fn module_error(kernel: &str, func: Option<&ir::Function>, e: ModuleError) -> Co
         message,
     }
 }
+
+/// Cranelift as the code generator of a CPU backend: code for this
+/// machine with all its extensions.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cranelift;
+
+impl crate::native::Codegen for Cranelift {
+    fn name(&self) -> &'static str {
+        "cranelift"
+    }
+
+    fn jit(
+        &self,
+        kernels: &[Kernel],
+        symbols: &[(&str, *const u8)],
+    ) -> Result<Box<dyn crate::native::JitCode>, crate::BackendError> {
+        let m = JitModule::compile(kernels, symbols)
+            .map_err(|e| crate::BackendError::Run(e.to_string()))?;
+        Ok(Box::new(m))
+    }
+
+    fn object(&self, kernels: &[Kernel], prefix: &str) -> Result<Vec<u8>, crate::BackendError> {
+        emit_object(kernels, None, prefix).map_err(|e| crate::BackendError::Run(e.to_string()))
+    }
+}
+
+impl crate::native::JitCode for JitModule {
+    fn entry(&self, name: &str) -> Option<KernelFn> {
+        JitModule::entry(self, name)
+    }
+}

@@ -2,69 +2,12 @@
 //! process never depend on what the process happens to link: the libm
 //! functions kernels call by name (`expf`, `powf`, …) and the ones
 //! Cranelift calls for instructions a CPU lacks (`floorf`, `fmaf`, …).
-//! All come from the `libm` crate. (The code generator emits no shuffle
+//! All come from the `libm` crate (`native::libm_symbols`). (The code generator emits no shuffle
 //! that would need Cranelift's `__cranelift_x86_pshufb` helper on x86-64
 //! without SSSE3.) An object file instead leaves them to the system libm at
 //! link time.
 
-macro_rules! table {
-    ($($name:ident / $via:ident ($($arg:ident),+) : $t:ty;)*) => {
-        &[$((stringify!($name), {
-            extern "C" fn f($($arg: $t),+) -> $t {
-                libm::$via($($arg),+)
-            }
-            f as *const u8
-        })),*]
-    };
-}
-
-fn libm() -> &'static [(&'static str, *const u8)] {
-    table! {
-        expf/expf(x): f32; exp/exp(x): f64;
-        exp2f/exp2f(x): f32; exp2/exp2(x): f64;
-        expm1f/expm1f(x): f32; expm1/expm1(x): f64;
-        logf/logf(x): f32; log/log(x): f64;
-        log2f/log2f(x): f32; log2/log2(x): f64;
-        log10f/log10f(x): f32; log10/log10(x): f64;
-        log1pf/log1pf(x): f32; log1p/log1p(x): f64;
-        powf/powf(x, y): f32; pow/pow(x, y): f64;
-        sqrtf/sqrtf(x): f32; sqrt/sqrt(x): f64;
-        cbrtf/cbrtf(x): f32; cbrt/cbrt(x): f64;
-        sinf/sinf(x): f32; sin/sin(x): f64;
-        cosf/cosf(x): f32; cos/cos(x): f64;
-        tanf/tanf(x): f32; tan/tan(x): f64;
-        asinf/asinf(x): f32; asin/asin(x): f64;
-        acosf/acosf(x): f32; acos/acos(x): f64;
-        atanf/atanf(x): f32; atan/atan(x): f64;
-        atan2f/atan2f(y, x): f32; atan2/atan2(y, x): f64;
-        sinhf/sinhf(x): f32; sinh/sinh(x): f64;
-        coshf/coshf(x): f32; cosh/cosh(x): f64;
-        tanhf/tanhf(x): f32; tanh/tanh(x): f64;
-        asinhf/asinhf(x): f32; asinh/asinh(x): f64;
-        acoshf/acoshf(x): f32; acosh/acosh(x): f64;
-        atanhf/atanhf(x): f32; atanh/atanh(x): f64;
-        erff/erff(x): f32; erf/erf(x): f64;
-        erfcf/erfcf(x): f32; erfc/erfc(x): f64;
-        tgammaf/tgammaf(x): f32; tgamma/tgamma(x): f64;
-        lgammaf/lgammaf(x): f32; lgamma/lgamma(x): f64;
-        fmodf/fmodf(x, y): f32; fmod/fmod(x, y): f64;
-        remainderf/remainderf(x, y): f32; remainder/remainder(x, y): f64;
-        hypotf/hypotf(x, y): f32; hypot/hypot(x, y): f64;
-        fminf/fminf(x, y): f32; fmin/fmin(x, y): f64;
-        fmaxf/fmaxf(x, y): f32; fmax/fmax(x, y): f64;
-        copysignf/copysignf(x, y): f32; copysign/copysign(x, y): f64;
-        fabsf/fabsf(x): f32; fabs/fabs(x): f64;
-        floorf/floorf(x): f32; floor/floor(x): f64;
-        ceilf/ceilf(x): f32; ceil/ceil(x): f64;
-        truncf/truncf(x): f32; trunc/trunc(x): f64;
-        roundf/roundf(x): f32; round/round(x): f64;
-        rintf/rintf(x): f32; rint/rint(x): f64;
-        nearbyintf/rintf(x): f32; nearbyint/rint(x): f64;
-        fmaf/fmaf(x, y, z): f32; fma/fma(x, y, z): f64;
-    }
-}
-
 /// Name and address of every function the JIT provides.
 pub(super) fn builtins() -> &'static [(&'static str, *const u8)] {
-    libm()
+    crate::native::libm_symbols()
 }

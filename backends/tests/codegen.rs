@@ -1,14 +1,17 @@
-//! The Cranelift code generator against plain Rust computations.
+//! The code generators against plain Rust computations and the Kernel IR
+//! evaluator.
 //!
-//! Every kernel is compiled for several CPUs (this machine with all its
-//! extensions, and on x86-64 also the SSE2 baseline and an AVX2+FMA level
-//! when the machine has it), so both native vector rules and their
-//! fallbacks run, and executed through the kernel ABI with test versions of
-//! `saturn_parallel_for`.
+//! Every kernel is compiled by every code generator built in (Cranelift,
+//! and LLVM with feature `llvm`), each for several CPUs (this machine with
+//! all its extensions, and on x86-64 also the SSE2 baseline and an
+//! AVX2+FMA level when the machine has it), so both native vector rules and
+//! their fallbacks run, and executed through the kernel ABI with test
+//! versions of `saturn_parallel_for`.
 
 use saturn_backends::cpu_cranelift::{
     CodegenError, Cpu, JitModule, KernelFn, PARALLEL_FOR, ParallelBodyFn, emit_object,
 };
+use saturn_backends::native::JitCode;
 use saturn_ir::DType;
 use saturn_ir::kernel::build::KernelBuilder;
 use saturn_ir::kernel::{BinOp, Expr, Kernel, LoopKind, ReduceOp, Ty, UnOp, math};
@@ -99,7 +102,41 @@ unsafe extern "C" fn pf_threads(
 
 type ParallelFor = unsafe extern "C" fn(*mut c_void, ParallelBodyFn, *const u8, i64, i64, i64);
 
-/// The CPUs every kernel is compiled for.
+/// A code generator and the CPU it compiles for.
+enum Gen {
+    Cranelift(Cpu),
+    #[cfg(feature = "llvm")]
+    Llvm(saturn_backends::cpu_llvm::Machine),
+}
+
+/// The code generators and CPUs every kernel is compiled for.
+fn gens() -> Vec<(&'static str, Gen)> {
+    let mut v: Vec<(&'static str, Gen)> = cpus()
+        .into_iter()
+        .map(|(n, c)| (n, Gen::Cranelift(c)))
+        .collect();
+    #[cfg(feature = "llvm")]
+    {
+        use saturn_backends::cpu_llvm::Machine;
+        let host = Machine::host();
+        let at = |cpu: &str| Machine {
+            cpu: cpu.to_string(),
+            features: String::new(),
+            ..host.clone()
+        };
+        v.push(("llvm", Gen::Llvm(host.clone())));
+        #[cfg(target_arch = "x86_64")]
+        {
+            v.push(("llvm-sse2", Gen::Llvm(at("x86-64"))));
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                v.push(("llvm-avx2", Gen::Llvm(at("x86-64-v3"))));
+            }
+        }
+    }
+    v
+}
+
+/// The CPUs every kernel is compiled for by Cranelift.
 fn cpus() -> Vec<(&'static str, Cpu)> {
     let mut v = vec![("host", Cpu::Host)];
     #[cfg(target_arch = "x86_64")]
@@ -148,10 +185,20 @@ fn symbols(pf: ParallelFor) -> Vec<(&'static str, *const u8)> {
     ]
 }
 
-fn compile(kernels: &[Kernel], cpu: &Cpu, pf: ParallelFor) -> JitModule {
-    match JitModule::compile_for(kernels, &symbols(pf), cpu) {
-        Ok(m) => m,
-        Err(e) => panic!("{cpu:?}: {e}"),
+fn compile(kernels: &[Kernel], cg: &Gen, pf: ParallelFor) -> Box<dyn JitCode> {
+    match cg {
+        Gen::Cranelift(cpu) => match JitModule::compile_for(kernels, &symbols(pf), cpu) {
+            Ok(m) => Box::new(m),
+            Err(e) => panic!("{cpu:?}: {e}"),
+        },
+        #[cfg(feature = "llvm")]
+        Gen::Llvm(machine) => {
+            let llvm = saturn_backends::cpu_llvm::Llvm::for_machine(machine.clone());
+            match llvm.jit(kernels, &symbols(pf)) {
+                Ok(m) => Box::new(m),
+                Err(e) => panic!("llvm {machine}: {e}"),
+            }
+        }
     }
 }
 
@@ -199,8 +246,8 @@ fn run_many(kernels: &[Kernel], jobs: &[Job]) -> Vec<Run> {
         chunks: AtomicUsize::new(0),
     };
     let mut out = Vec::new();
-    for (name, cpu) in cpus() {
-        let m = compile(kernels, &cpu, pf_chunks);
+    for (name, cg) in gens() {
+        let m = compile(kernels, &cg, pf_chunks);
         for (kname, bufs, dims) in jobs {
             let f = m.entry(kname).expect("kernel entry");
             let mut bufs = bufs.clone();
@@ -1139,8 +1186,8 @@ fn parallel_loops_through_the_runtime() {
             1 + nested as usize
         );
         for (pf_name, pf) in pfs {
-            for (_, cpu) in cpus() {
-                let m = compile(std::slice::from_ref(&k), &cpu, pf);
+            for (gen_name, cg) in gens() {
+                let m = compile(std::slice::from_ref(&k), &cg, pf);
                 let f = m.entry("par").unwrap();
                 for (rows, n) in [(3usize, 20usize), (1, 2), (2, 3), (4, 7), (0, 5)] {
                     let xs: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 1.0).collect();
@@ -1158,7 +1205,7 @@ fn parallel_loops_through_the_runtime() {
                     };
                     assert_eq!(
                         got, want,
-                        "{pf_name} {cpu:?} nested {nested} rows {rows} n {n}"
+                        "{pf_name} {gen_name} nested {nested} rows {rows} n {n}"
                     );
                     assert_eq!(
                         rt.calls.load(Ordering::SeqCst),
@@ -2211,5 +2258,224 @@ fn log_tanh_erf_expansions_match_libm() {
                 }
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// LLVM: errors, objects, cross targets
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "llvm")]
+mod llvm {
+    use super::*;
+    use saturn_backends::cpu_llvm::{CodegenError as LlvmError, Llvm, Machine};
+
+    fn llvm_err(k: Kernel) -> LlvmError {
+        Llvm::host()
+            .jit(&[k], &symbols(pf_direct))
+            .expect_err("compiles")
+    }
+
+    #[test]
+    fn errors_name_the_kernel_and_the_problem() {
+        let mut b = KernelBuilder::new("halves");
+        let x = b.input("x", DType::F16, 4i64);
+        let y = b.output("y", DType::F16, 4i64);
+        b.store(y, Expr::idx(0), Expr::load(x, Expr::idx(0)));
+        let e = llvm_err(b.finish());
+        assert!(
+            matches!(&e, LlvmError::Unsupported { kernel, .. } if kernel == "halves"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("f16"), "{e}");
+
+        let e = llvm_err(map2("mixed", DType::F32, DType::F32, 4, |_, a, _| {
+            Expr::bin(BinOp::Add, a, Expr::f32(1.0))
+        }));
+        assert!(matches!(e, LlvmError::Invalid { .. }), "{e}");
+
+        let mut b = KernelBuilder::new("scope");
+        let y = b.output("y", DType::I64, 4i64);
+        let mut inner = None;
+        b.range("i", 4i64, |_, i| inner = Some(i));
+        b.store(y, Expr::idx(0), inner.unwrap());
+        let e = llvm_err(b.finish());
+        assert!(e.to_string().contains("scope"), "{e}");
+
+        let mut b = KernelBuilder::new("racy");
+        let n = b.dim("n");
+        let y = b.output("y", DType::I64, 1i64);
+        let sum = b.decl("sum", Expr::idx(0));
+        b.for_("i", 0, n, 1, LoopKind::Parallel, |b, i| {
+            b.assign(sum, Expr::Var(sum) + i);
+        });
+        b.store(y, Expr::idx(0), Expr::Var(sum));
+        let e = llvm_err(b.finish());
+        assert!(e.to_string().contains("parallel"), "{e}");
+
+        let k = map2("twice", DType::I32, DType::I32, 1, |_, a, _| a);
+        let e = Llvm::host().jit(&[k.clone(), k], &[]).unwrap_err();
+        assert!(matches!(e, LlvmError::Invalid { .. }), "{e}");
+    }
+
+    #[test]
+    fn unresolved_imports_are_errors() {
+        let mut b = KernelBuilder::new("calls_nothing");
+        b.call("saturn_test_no_such_function", vec![Expr::idx(1)]);
+        assert_eq!(
+            llvm_err(b.finish()),
+            LlvmError::Unresolved("saturn_test_no_such_function".into())
+        );
+        let mut b = KernelBuilder::new("par");
+        let y = b.output("y", DType::I64, 4i64);
+        b.for_("i", 0, 4, 1, LoopKind::Parallel, |b, i| {
+            b.store(y, i.clone(), i)
+        });
+        let e = Llvm::host().jit(&[b.finish()], &[]).unwrap_err();
+        assert_eq!(e, LlvmError::Unresolved(PARALLEL_FOR.into()));
+    }
+
+    #[test]
+    fn jit_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<saturn_backends::cpu_llvm::LlvmJit>();
+        let k = map2("add", DType::I64, DType::I64, 8, |_, a, b| {
+            Expr::bin(BinOp::Add, a, b)
+        });
+        let m = Llvm::host().jit(&[k], &[]).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4i64 {
+                let m = &m;
+                s.spawn(move || {
+                    let f = m.entry("add").unwrap();
+                    let xs: Vec<i64> = (0..19).map(|i| i * t).collect();
+                    let mut bufs = vec![to_bytes(&xs), to_bytes(&xs), vec![0; 19 * 8]];
+                    let rt = Runtime {
+                        calls: AtomicUsize::new(0),
+                        chunks: AtomicUsize::new(0),
+                    };
+                    call(f, &mut bufs, &[19], &rt);
+                    let got: Vec<i64> = from_bytes(&bufs[2]);
+                    assert_eq!(got, xs.iter().map(|x| 2 * x).collect::<Vec<_>>());
+                });
+            }
+        });
+        assert!(m.entry("sub").is_none());
+    }
+
+    fn softplus() -> Kernel {
+        let mut b = KernelBuilder::new("softplus");
+        let n = b.dim("n");
+        let x = b.input("x", DType::F32, n.clone());
+        let y = b.output("y", DType::F32, n.clone());
+        b.range("i", n, |b, i| {
+            let e = Expr::Call("expf".into(), vec![Expr::load(x, i.clone())], Ty::F32);
+            let l = Expr::Call("log1pf".into(), vec![e], Ty::F32);
+            b.store(y, i, l);
+        });
+        b.finish()
+    }
+
+    #[test]
+    fn emit_object_exports_prefixed_kernels() {
+        use object::{Object, ObjectSymbol};
+        let bytes = Llvm::host()
+            .emit_object(&[parallel_kernel(false), softplus()], "saturn_m0_")
+            .unwrap();
+        let obj = object::File::parse(&*bytes).unwrap();
+        assert_eq!(obj.kind(), object::ObjectKind::Relocatable);
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(obj.architecture(), object::Architecture::X86_64);
+        let find = |name: &str| obj.symbols().find(|s| s.name() == Ok(name));
+        for name in ["saturn_m0_par", "saturn_m0_softplus"] {
+            let s = find(name).unwrap_or_else(|| panic!("no symbol {name}"));
+            assert!(s.is_definition() && s.is_global(), "{name} exported");
+            assert_eq!(s.kind(), object::SymbolKind::Text);
+        }
+        for name in [PARALLEL_FOR, "expf", "log1pf"] {
+            let s = find(name).unwrap_or_else(|| panic!("no import {name}"));
+            assert!(s.is_undefined(), "{name} imported");
+        }
+        assert!(
+            obj.symbols()
+                .filter(|s| s.is_global() && s.is_definition())
+                .all(|s| s
+                    .name()
+                    .is_ok_and(|n| !n.contains("parallel") && !n.contains("inner")))
+        );
+        let e = Machine::new("not-a-triple", None, None).unwrap_err();
+        assert!(matches!(e, LlvmError::Target(_)), "{e}");
+    }
+
+    /// Code for AArch64 (NEON) from this machine: an AArch64 object whose
+    /// relocations are AArch64's. It is not run.
+    #[test]
+    fn cross_compiles_for_aarch64() {
+        use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags};
+        let m = Machine::new("aarch64-unknown-linux-gnu", Some("neoverse-n1"), None).unwrap();
+        assert_eq!(m.vector_bits(), 128);
+        let add = map2("add", DType::F32, DType::F32, 4, |_, a, b| {
+            Expr::bin(BinOp::Add, a, b)
+        });
+        let llvm = Llvm::for_machine(m);
+        let bytes = llvm
+            .emit_object(&[add, parallel_kernel(true), softplus()], "p_")
+            .unwrap();
+        let obj = object::File::parse(&*bytes).unwrap();
+        assert_eq!(obj.architecture(), object::Architecture::Aarch64);
+        assert!(
+            obj.symbols()
+                .any(|s| s.name() == Ok("p_add") && s.is_definition())
+        );
+        let mut relocs = 0;
+        for sec in obj.sections() {
+            for (_, r) in sec.relocations() {
+                relocs += 1;
+                match r.flags() {
+                    RelocationFlags::Elf { r_type } => assert!(
+                        (257..=1032).contains(&r_type),
+                        "{r_type} is not an AArch64 ELF relocation"
+                    ),
+                    f => panic!("unexpected relocation {f:?}"),
+                }
+            }
+        }
+        assert!(relocs > 0, "calls of expf and the runtime are relocated");
+        let asm = llvm
+            .emit_asm(&[map2("fadd", DType::F32, DType::F32, 4, |_, a, b| {
+                Expr::bin(BinOp::Add, a, b)
+            })])
+            .unwrap();
+        assert!(asm.contains("fadd\tv"), "NEON vector add:\n{asm}");
+        // Running it here is refused, not attempted.
+        let e = llvm.jit(&[], &[]).unwrap_err();
+        assert!(matches!(e, LlvmError::NotHost(_)), "{e}");
+    }
+
+    /// 512-bit Kernel IR vectors stay whole on an AVX-512 CPU: one `zmm`
+    /// FMA, not two `ymm` halves.
+    #[test]
+    fn wide_vectors_use_wide_registers() {
+        let m = Machine::new("x86_64-unknown-linux-gnu", Some("znver4"), None).unwrap();
+        assert_eq!(m.vector_bits(), 512);
+        let mut b = KernelBuilder::new("fma16");
+        let x = b.input("x", DType::F32, 16i64);
+        let y = b.output("y", DType::F32, 16i64);
+        let v = Expr::load_vec(x, Expr::idx(0), 16, 1, None);
+        b.store_vec(
+            y,
+            Expr::idx(0),
+            Expr::mul_add(v.clone(), v.clone(), v),
+            1,
+            None,
+        );
+        let asm = Llvm::for_machine(m).emit_asm(&[b.finish()]).unwrap();
+        assert!(asm.contains("zmm"), "{asm}");
+        assert!(!asm.contains("ymm"), "{asm}");
+        let m2 = Machine::new("x86_64-unknown-linux-gnu", Some("haswell"), None).unwrap();
+        assert_eq!(m2.vector_bits(), 256);
+        let m3 =
+            Machine::new("x86_64-unknown-linux-gnu", Some("znver4"), Some("-avx512f")).unwrap();
+        assert_eq!(m3.vector_bits(), 256);
     }
 }

@@ -1,0 +1,313 @@
+//! Loads and stores: contiguous vectors as vector accesses, strided ones
+//! as gathers and scatters, masked ones through LLVM's masked intrinsics
+//! (one instruction with AVX-512 masks; lanes past the mask are never
+//! touched), a stride of zero as one scalar access. Bools are bytes in
+//! memory.
+
+use super::lower::{FnLower, R};
+use super::value::{Val, elem_bytes, iota, llvm_type, mem_elem_type, vector_of, with_lanes};
+use inkwell::IntPredicate;
+use inkwell::types::BasicTypeEnum;
+use inkwell::values::{BasicValue, BasicValueEnum, IntValue, PointerValue, VectorValue};
+use saturn_ir::DType;
+use saturn_ir::kernel::{BufId, Expr, Ty};
+
+impl<'a, 'ctx> FnLower<'a, 'ctx> {
+    /// The element type and base address of a buffer.
+    fn buffer(&self, buf: BufId) -> R<(DType, PointerValue<'ctx>)> {
+        match (
+            self.k.bufs.get(buf.0 as usize),
+            self.bufs.get(buf.0 as usize),
+        ) {
+            (Some(b), Some(&base)) => Ok((b.dtype, base)),
+            _ => Err(self.invalid(format!("buffer #{} is not declared", buf.0))),
+        }
+    }
+
+    fn mem_type(&self, d: DType) -> R<BasicTypeEnum<'ctx>> {
+        mem_elem_type(self.c, d).ok_or_else(|| self.unsupported(format!("buffer of {d}")))
+    }
+
+    /// The address of element `index` of a buffer of `et`.
+    fn element(
+        &self,
+        et: BasicTypeEnum<'ctx>,
+        base: PointerValue<'ctx>,
+        index: IntValue<'ctx>,
+    ) -> R<PointerValue<'ctx>> {
+        // SAFETY (of the IR): every access a kernel makes is in bounds.
+        Ok(unsafe { self.b.build_in_bounds_gep(et, base, &[index], "")? })
+    }
+
+    /// Addresses of `lanes` elements `stride` apart from `index`.
+    fn lane_addrs(
+        &self,
+        et: BasicTypeEnum<'ctx>,
+        base: PointerValue<'ctx>,
+        index: IntValue<'ctx>,
+        lanes: u16,
+        stride: i64,
+    ) -> R<VectorValue<'ctx>> {
+        let first = self.splat_value(index.into(), lanes)?;
+        let idx = self
+            .b
+            .build_int_add(first, iota(self.c, lanes, stride), "")?;
+        // A GEP with a vector index yields a vector of pointers (which
+        // inkwell's typed builder does not express).
+        use inkwell::llvm_sys::core::LLVMBuildInBoundsGEP2;
+        use inkwell::types::AsTypeRef;
+        use inkwell::values::AsValueRef;
+        let mut indices = [idx.as_value_ref()];
+        // SAFETY: the builder is positioned (it built `idx`), `et` is the
+        // element type of the buffer `base` points to, and the result is a
+        // vector of pointers.
+        Ok(unsafe {
+            VectorValue::new(LLVMBuildInBoundsGEP2(
+                self.b.as_mut_ptr(),
+                et.as_type_ref(),
+                base.as_value_ref(),
+                indices.as_mut_ptr(),
+                1,
+                c"".as_ptr(),
+            ))
+        })
+    }
+
+    /// Lane `i` active iff `i < count` (`count` clamped by the compare).
+    fn lane_mask(&self, count: IntValue<'ctx>, lanes: u16) -> R<VectorValue<'ctx>> {
+        let n = self.splat_value(count.into(), lanes)?;
+        Ok(self
+            .b
+            .build_int_compare(IntPredicate::SLT, iota(self.c, lanes, 1), n, "")?)
+    }
+
+    /// Memory bytes to register values: bools are `x != 0`.
+    fn from_mem(&self, d: DType, v: BasicValueEnum<'ctx>) -> R<BasicValueEnum<'ctx>> {
+        if d != DType::Bool {
+            return Ok(v);
+        }
+        let zero = v.get_type().const_zero();
+        Ok(match (v, zero) {
+            (BasicValueEnum::IntValue(a), BasicValueEnum::IntValue(z)) => {
+                self.b.build_int_compare(IntPredicate::NE, a, z, "")?.into()
+            }
+            (BasicValueEnum::VectorValue(a), BasicValueEnum::VectorValue(z)) => {
+                self.b.build_int_compare(IntPredicate::NE, a, z, "")?.into()
+            }
+            _ => return Err(self.invalid("bool load of an unexpected type")),
+        })
+    }
+
+    /// Register values to memory: bools become bytes 0 or 1.
+    fn to_mem(&self, ty: Ty, v: BasicValueEnum<'ctx>) -> R<BasicValueEnum<'ctx>> {
+        if ty.elem != DType::Bool {
+            return Ok(v);
+        }
+        let t = with_lanes(self.c.i8_type().into(), ty.lanes);
+        Ok(self
+            .b
+            .build_cast(inkwell::values::InstructionOpcode::ZExt, v, t, "")?)
+    }
+
+    pub(super) fn load(
+        &mut self,
+        buf: BufId,
+        index: &Expr,
+        lanes: u16,
+        stride: i64,
+        mask: Option<&Expr>,
+    ) -> R<Val<'ctx>> {
+        let (d, base) = self.buffer(buf)?;
+        let ty = Ty::vector(d, lanes);
+        self.check_ty(ty)?;
+        let et = self.mem_type(d)?;
+        let align = elem_bytes(d);
+        let idx = self.index_expr(index)?;
+        let count = match mask {
+            Some(m) => Some(self.index_expr(m)?),
+            None => None,
+        };
+        let mt = vector_of(et, lanes);
+        let ptr_t: BasicTypeEnum = self.c.ptr_type(Default::default()).into();
+        let raw: BasicValueEnum<'ctx> = match count {
+            None if lanes == 1 || stride == 0 => {
+                let addr = self.element(et, base, idx)?;
+                let s = self.load_scalar(et, addr, align)?;
+                if lanes == 1 {
+                    s
+                } else {
+                    self.splat_value(s, lanes)?.into()
+                }
+            }
+            None if stride == 1 => {
+                let addr = self.element(et, base, idx)?;
+                self.load_scalar(mt, addr, align)?
+            }
+            Some(n) if stride == 1 || lanes == 1 => {
+                let addr = self.element(et, base, idx)?;
+                let f = self.intrinsic("llvm.masked.load", &[mt, ptr_t])?;
+                let m = self.lane_mask(n, lanes)?;
+                let v = self.masked_load(f, &[addr.into(), m.into(), mt.const_zero()], align)?;
+                self.scalar_if_one(v, lanes)?
+            }
+            _ => {
+                let ptrs = self.lane_addrs(et, base, idx, lanes, stride)?;
+                let m = match count {
+                    Some(n) => self.lane_mask(n, lanes)?,
+                    None => self.all_lanes(lanes),
+                };
+                let f = self.intrinsic("llvm.masked.gather", &[mt, ptrs.get_type().into()])?;
+                self.masked_load(f, &[ptrs.into(), m.into(), mt.const_zero()], align)?
+            }
+        };
+        let v = self.from_mem(d, raw)?;
+        debug_assert_eq!(Some(v.get_type()), llvm_type(self.c, ty));
+        Ok(Val::new(ty, v))
+    }
+
+    fn load_scalar(
+        &self,
+        t: BasicTypeEnum<'ctx>,
+        addr: PointerValue<'ctx>,
+        align: u32,
+    ) -> R<BasicValueEnum<'ctx>> {
+        let v = self.b.build_load(t, addr, "")?;
+        if let Some(i) = v.as_instruction_value() {
+            i.set_alignment(align)
+                .map_err(|e| self.invalid(format!("alignment: {e:?}")))?;
+        }
+        Ok(v)
+    }
+
+    pub(super) fn store(
+        &mut self,
+        buf: BufId,
+        index: &Expr,
+        value: &Expr,
+        stride: i64,
+        mask: Option<&Expr>,
+    ) -> R<()> {
+        let (d, base) = self.buffer(buf)?;
+        if self.k.bufs[buf.0 as usize].kind == saturn_ir::kernel::BufKind::Input {
+            return Err(self.invalid(format!(
+                "store to input buffer `{}`",
+                self.k.bufs[buf.0 as usize].name
+            )));
+        }
+        let idx = self.index_expr(index)?;
+        let v = self.expr(value)?;
+        if v.ty.elem != d {
+            return Err(self.invalid(format!(
+                "store of {} to `{}` of dtype {d}",
+                v.ty.elem, self.k.bufs[buf.0 as usize].name
+            )));
+        }
+        let count = match mask {
+            Some(m) => Some(self.index_expr(m)?),
+            None => None,
+        };
+        let lanes = v.ty.lanes;
+        let et = self.mem_type(d)?;
+        let align = elem_bytes(d);
+        let raw = self.to_mem(v.ty, v.v)?;
+        let ptr_t: BasicTypeEnum = self.c.ptr_type(Default::default()).into();
+        match count {
+            None if lanes == 1 || stride == 1 => {
+                let addr = self.element(et, base, idx)?;
+                self.store_scalar(addr, raw, align)?;
+            }
+            Some(n) if lanes == 1 || stride == 1 => {
+                let addr = self.element(et, base, idx)?;
+                let raw = self.vector_if_one(raw)?;
+                let f = self.intrinsic("llvm.masked.store", &[raw.get_type(), ptr_t])?;
+                let m = self.lane_mask(n, lanes)?;
+                self.masked_call(f, &[raw, addr.into(), m.into()], 1, align)?;
+            }
+            _ => {
+                // Lanes in order: with a stride of 0 the last active one wins.
+                let ptrs = self.lane_addrs(et, base, idx, lanes, stride)?;
+                let m = match count {
+                    Some(n) => self.lane_mask(n, lanes)?,
+                    None => self.all_lanes(lanes),
+                };
+                let f = self.intrinsic(
+                    "llvm.masked.scatter",
+                    &[raw.get_type(), ptrs.get_type().into()],
+                )?;
+                self.masked_call(f, &[raw, ptrs.into(), m.into()], 1, align)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls a masked memory intrinsic whose argument `ptr_arg` is the
+    /// address (or addresses), aligned to `align` bytes; returns its value
+    /// (a store's is unused).
+    fn masked_call(
+        &self,
+        f: inkwell::values::FunctionValue<'ctx>,
+        args: &[BasicValueEnum<'ctx>],
+        ptr_arg: u32,
+        align: u32,
+    ) -> R<Option<BasicValueEnum<'ctx>>> {
+        let args: Vec<inkwell::values::BasicMetadataValueEnum> =
+            args.iter().map(|&a| a.into()).collect();
+        let call = self.b.build_direct_call(f, &args, "")?;
+        let kind = inkwell::attributes::Attribute::get_named_enum_kind_id("align");
+        call.add_attribute(
+            inkwell::attributes::AttributeLoc::Param(ptr_arg),
+            self.c.create_enum_attribute(kind, align as u64),
+        );
+        Ok(match call.try_as_basic_value() {
+            inkwell::values::ValueKind::Basic(v) => Some(v),
+            inkwell::values::ValueKind::Instruction(_) => None,
+        })
+    }
+
+    fn masked_load(
+        &self,
+        f: inkwell::values::FunctionValue<'ctx>,
+        args: &[BasicValueEnum<'ctx>],
+        align: u32,
+    ) -> R<BasicValueEnum<'ctx>> {
+        self.masked_call(f, args, 0, align)?
+            .ok_or_else(|| self.invalid("a masked load without a value"))
+    }
+
+    /// Every lane active.
+    fn all_lanes(&self, lanes: u16) -> VectorValue<'ctx> {
+        let t = self.c.bool_type().const_int(1, false);
+        inkwell::types::VectorType::const_vector(&vec![t; lanes as usize])
+    }
+
+    /// Lane 0 of a one-lane vector; other vectors as they are.
+    fn scalar_if_one(&self, v: BasicValueEnum<'ctx>, lanes: u16) -> R<BasicValueEnum<'ctx>> {
+        if lanes != 1 {
+            return Ok(v);
+        }
+        let zero = self.c.i32_type().const_zero();
+        Ok(self
+            .b
+            .build_extract_element(v.into_vector_value(), zero, "")?)
+    }
+
+    /// A scalar as a one-lane vector; vectors as they are.
+    fn vector_if_one(&self, v: BasicValueEnum<'ctx>) -> R<BasicValueEnum<'ctx>> {
+        if v.is_vector_value() {
+            return Ok(v);
+        }
+        let t = vector_of(v.get_type(), 1).into_vector_type();
+        let zero = self.c.i32_type().const_zero();
+        Ok(self
+            .b
+            .build_insert_element(t.get_poison(), v, zero, "")?
+            .into())
+    }
+
+    fn store_scalar(&self, addr: PointerValue<'ctx>, v: BasicValueEnum<'ctx>, align: u32) -> R<()> {
+        let st = self.b.build_store(addr, v)?;
+        st.set_alignment(align)
+            .map_err(|e| self.invalid(format!("alignment: {e:?}")))?;
+        Ok(())
+    }
+}
