@@ -111,6 +111,7 @@ enum Gen {
 
 /// The code generators and CPUs every kernel is compiled for.
 fn gens() -> Vec<(&'static str, Gen)> {
+    #[cfg_attr(not(feature = "llvm"), allow(unused_mut))]
     let mut v: Vec<(&'static str, Gen)> = cpus()
         .into_iter()
         .map(|(n, c)| (n, Gen::Cranelift(c)))

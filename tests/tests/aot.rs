@@ -1,11 +1,14 @@
 //! Ahead-of-time libraries end to end: `saturn compile` builds a model into
 //! `lib<name>.so` + header + weights, the C example in `examples/c` is
 //! compiled against it with the system C compiler, runs on the model's
-//! inputs, and its outputs must match the reference.
+//! inputs, and its outputs must match the reference. Libraries are built
+//! with every code generator built in (Cranelift; LLVM with feature
+//! `llvm`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use saturn_backends::native::Codegen;
 use saturn_ir::Tensor;
 use saturn_ir::target::Target;
 use saturn_tests::{ATOL, RTOL, compare, onnx_tests_dir};
@@ -35,14 +38,28 @@ fn shapes_of(model: &Path, inputs: &[Tensor]) -> Vec<String> {
         .collect()
 }
 
-/// Compiles `model`, builds the C example against it, runs it on `inputs`
-/// and returns its outputs. Also checks that no node fell back.
-fn through_c(model: &Path, name: &str, inputs: &[Tensor]) -> Vec<Tensor> {
+/// The code generators libraries are built with.
+fn codegens() -> Vec<Box<dyn Codegen>> {
+    #[cfg_attr(not(feature = "llvm"), allow(unused_mut))]
+    let mut v: Vec<Box<dyn Codegen>> = vec![Box::new(saturn_backends::cpu_cranelift::Cranelift)];
+    #[cfg(feature = "llvm")]
+    v.push(Box::new(saturn_backends::cpu_llvm::Llvm::host()));
+    v
+}
+
+/// Compiles `model` with `codegen`, builds the C example against it, runs
+/// it on `inputs` and returns its outputs. Also checks that no node fell
+/// back.
+fn through_c(model: &Path, name: &str, inputs: &[Tensor], codegen: &dyn Codegen) -> Vec<Tensor> {
     let target = Target::host();
     let g = saturn::commands::load_static(model, &shapes_of(model, inputs), &target, true).unwrap();
-    let dir = std::env::temp_dir().join(format!("saturn-aot-{}-{name}", std::process::id()));
-    let lib = saturn_backends::aot::build_library(&g, &target, &dir, name)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let dir = std::env::temp_dir().join(format!(
+        "saturn-aot-{}-{name}-{}",
+        std::process::id(),
+        codegen.name()
+    ));
+    let lib = saturn_backends::aot::build_library_with(&g, &target, &dir, name, codegen)
+        .unwrap_or_else(|e| panic!("{name} ({}): {e}", codegen.name()));
     assert!(lib.lowered.fallbacks(&lib.graph).is_empty());
     assert_eq!(
         lib.lowered.compiled_nodes(),
@@ -103,9 +120,11 @@ fn mlp_example_matches_the_interpreter() {
     let inputs: Vec<Tensor> = vec![read_pb(&repo().join("examples/mlp/inputs/input_0.pb"))];
     let g = saturn::model::load(&model).unwrap();
     let want = saturn_ir::interp::run(&g, inputs.clone()).unwrap();
-    let got = through_c(&model, "mlp", &inputs);
-    for (w, a) in want.iter().zip(&got) {
-        compare(w, a, RTOL, ATOL).unwrap();
+    for cg in codegens() {
+        let got = through_c(&model, "mlp", &inputs, cg.as_ref());
+        for (w, a) in want.iter().zip(&got) {
+            compare(w, a, RTOL, ATOL).unwrap_or_else(|e| panic!("{}: {e}", cg.name()));
+        }
     }
 }
 
@@ -168,11 +187,14 @@ fn models_compile_and_run_from_c() {
             .iter()
             .map(|p| read_pb(p))
             .collect();
-        let got = through_c(&case.join("model.onnx"), &name, &inputs);
-        assert_eq!(want.len(), got.len(), "{name}");
-        for (i, (w, a)) in want.iter().zip(&got).enumerate() {
-            compare(w, a, RTOL, ATOL).unwrap_or_else(|e| panic!("{name} output {i}: {e}"));
+        for cg in codegens() {
+            let got = through_c(&case.join("model.onnx"), &name, &inputs, cg.as_ref());
+            assert_eq!(want.len(), got.len(), "{name}");
+            for (i, (w, a)) in want.iter().zip(&got).enumerate() {
+                compare(w, a, RTOL, ATOL)
+                    .unwrap_or_else(|e| panic!("{name} output {i} ({}): {e}", cg.name()));
+            }
+            eprintln!("{name} ({}): ok", cg.name());
         }
-        eprintln!("{name}: ok");
     }
 }
