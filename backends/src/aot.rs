@@ -73,7 +73,8 @@ pub fn build_library_with(
     let name = c_name(name);
     let wide = lower::half::widen_half(g);
     let g = &wide;
-    let lowered = lower::lower(g, target, &LowerOptions::default());
+    let target = super::native::lowering_target(target, codegen);
+    let lowered = lower::lower(g, &target, &LowerOptions::default());
     let fallbacks = lowered.fallbacks(g);
     if !fallbacks.is_empty() {
         let list: Vec<String> = fallbacks

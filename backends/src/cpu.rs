@@ -93,6 +93,25 @@ struct CpuExecutable {
 
 impl Executable for CpuExecutable {
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        let c = self.compiled_for(&inputs)?;
+        c.session
+            .run(&inputs)
+            .map_err(|e| BackendError::Run(e.to_string()))
+    }
+
+    fn profile(&self, inputs: Vec<Tensor>) -> Result<Option<Vec<(String, f64)>>, BackendError> {
+        let c = self.compiled_for(&inputs)?;
+        let (_, steps) = c
+            .session
+            .profile(&inputs)
+            .map_err(|e| BackendError::Run(e.to_string()))?;
+        Ok(Some(steps))
+    }
+}
+
+impl CpuExecutable {
+    /// The compiled model for the shapes of `inputs` (compiled now if new).
+    fn compiled_for(&self, inputs: &[Tensor]) -> Result<Arc<Compiled>, BackendError> {
         let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
         let c = {
             let mut cache = self
@@ -102,7 +121,7 @@ impl Executable for CpuExecutable {
             match cache.get(&shapes) {
                 Some(c) => c.clone(),
                 None => {
-                    check_against(&self.graph, &inputs)?;
+                    check_against(&self.graph, inputs)?;
                     let g = builder::specialize(&self.graph, &shapes)
                         .map_err(|e| BackendError::Run(e.to_string()))?;
                     let g = saturn_passes::eqsat::optimize(&g, &self.opts.target)
@@ -119,9 +138,7 @@ impl Executable for CpuExecutable {
                 }
             }
         };
-        c.session
-            .run(&inputs)
-            .map_err(|e| BackendError::Run(e.to_string()))
+        Ok(c)
     }
 }
 
@@ -173,7 +190,8 @@ pub fn compile_with(
     codegen: &dyn Codegen,
 ) -> Result<Compiled, BackendError> {
     let g = lower::half::widen_half(g);
-    let lowered = lower::lower(&g, target, &LowerOptions::default());
+    let target = super::native::lowering_target(target, codegen);
+    let lowered = lower::lower(&g, &target, &LowerOptions::default());
     let plan = build_plan(&g, &lowered)?;
     let jit: Arc<dyn JitCode> = Arc::from(codegen.jit(
         &lowered.kernels,

@@ -66,6 +66,12 @@ impl Default for PrepareOptions {
 /// A prepared model.
 pub trait Executable {
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError>;
+    /// Runs and says how long each step took (kernel or node name,
+    /// seconds), where the backend can tell; `None` where it cannot.
+    fn profile(&self, inputs: Vec<Tensor>) -> Result<Option<Vec<(String, f64)>>, BackendError> {
+        self.run(inputs)?;
+        Ok(None)
+    }
 }
 
 #[cfg(not(feature = "llvm"))]

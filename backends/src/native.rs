@@ -3,6 +3,7 @@
 //! and the C math functions that code compiled into this process may call.
 
 use saturn_ir::kernel::Kernel;
+use saturn_ir::target::Target;
 use saturn_runtime::KernelFn;
 
 use super::BackendError;
@@ -11,6 +12,9 @@ use super::BackendError;
 pub trait Codegen: Send + Sync {
     /// `cranelift` or `llvm`.
     fn name(&self) -> &'static str;
+    /// The widest vectors the generated code keeps in one register, in
+    /// bits: kernels are lowered for this width.
+    fn vector_bits(&self) -> u32;
     /// Compiles `kernels` into this process; `symbols` supplies the
     /// functions they import (the runtime's `saturn_parallel_for`).
     fn jit(
@@ -21,6 +25,14 @@ pub trait Codegen: Send + Sync {
     /// A relocatable, position-independent object exporting each kernel
     /// as `{prefix}{name}`.
     fn object(&self, kernels: &[Kernel], prefix: &str) -> Result<Vec<u8>, BackendError>;
+}
+
+/// `target` as the lowering sees it for `codegen`: vectors as wide as the
+/// code generator keeps in one register.
+pub fn lowering_target(target: &Target, codegen: &dyn Codegen) -> Target {
+    let mut t = target.clone();
+    t.vector_bits = codegen.vector_bits();
+    t
 }
 
 /// Kernels compiled into this process. Entry points are valid while the

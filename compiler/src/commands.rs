@@ -315,6 +315,8 @@ pub struct BenchOptions {
     pub json: bool,
     pub opt: bool,
     pub target: Target,
+    /// Also time every step (kernel) and print the most expensive ones.
+    pub profile: bool,
 }
 
 /// Inputs for a benchmark: floats uniform in [-1, 1), everything else 0.
@@ -346,6 +348,67 @@ pub fn generated_inputs(g: &Graph) -> Result<Vec<Tensor>> {
         .collect()
 }
 
+/// Runs `runs` more times timing every step and prints the steps that
+/// take longest (median per step), with their share of the total.
+fn print_profile(
+    exe: &dyn saturn_backends::Executable,
+    inputs: &[Tensor],
+    runs: usize,
+) -> Result<()> {
+    let mut per_step: Vec<(String, Vec<f64>)> = Vec::new();
+    for _ in 0..runs.max(1) {
+        let Some(steps) = exe.profile(inputs.to_vec())? else {
+            eprintln!("profile: this backend does not time its steps");
+            return Ok(());
+        };
+        if per_step.is_empty() {
+            per_step = steps.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
+        }
+        for ((_, ts), (_, t)) in per_step.iter_mut().zip(&steps) {
+            ts.push(*t);
+        }
+    }
+    let mut rows: Vec<(String, f64)> = per_step
+        .into_iter()
+        .map(|(n, mut ts)| {
+            ts.sort_by(|a, b| a.total_cmp(b));
+            (n, ts[ts.len() / 2])
+        })
+        .collect();
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    // Steps of one kernel name run as one entry.
+    let mut by_name: Vec<(String, f64, usize)> = Vec::new();
+    for (n, t) in rows.drain(..) {
+        match by_name.iter_mut().find(|r| r.0 == n) {
+            Some(r) => {
+                r.1 += t;
+                r.2 += 1;
+            }
+            None => by_name.push((n, t, 1)),
+        }
+    }
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    eprintln!(
+        "profile: {} steps, {:.3} ms in steps (median per step over {} runs)",
+        by_name.iter().map(|r| r.2).sum::<usize>(),
+        total * 1e3,
+        runs.max(1)
+    );
+    for (n, t, count) in by_name.iter().take(25) {
+        eprintln!(
+            "  {:>9.3} ms {:>5.1}%  {n}{}",
+            t * 1e3,
+            100.0 * t / total.max(1e-12),
+            if *count > 1 {
+                format!(" (×{count})")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
+
 pub fn bench(o: &BenchOptions) -> Result<()> {
     let backend = saturn_backends::lookup(&o.backend)?;
     let g = load_static(&o.model, &o.shapes, &o.target, o.opt)?;
@@ -373,6 +436,9 @@ pub fn bench(o: &BenchOptions) -> Result<()> {
         let t = Instant::now();
         exe.run(ins)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    if o.profile {
+        print_profile(exe.as_ref(), &inputs, o.runs)?;
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let median = if times.len() % 2 == 1 {

@@ -150,6 +150,10 @@ enum Command {
         no_opt: bool,
         #[arg(long, default_value = "host", value_parser = target_name)]
         target: String,
+        /// Also time every kernel and print the most expensive ones (to
+        /// stderr).
+        #[arg(long)]
+        profile: bool,
     },
     /// Optimize a model and print the optimized Graph IR.
     ///
@@ -255,9 +259,11 @@ fn run(cmd: Command) -> Result<()> {
             json,
             no_opt,
             target,
+            profile,
         } => {
             let target = Target::named(&target).expect("checked by clap");
             saturn::commands::bench(&saturn::commands::BenchOptions {
+                profile,
                 model,
                 backend,
                 threads,

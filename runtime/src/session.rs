@@ -104,6 +104,40 @@ impl Session {
 
     /// Runs the model.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        self.run_timed(inputs, None)
+    }
+
+    /// Runs the model and says how long each step took: per step of the
+    /// plan, its kernel name (or the fallback's node) and seconds.
+    pub fn profile(
+        &self,
+        inputs: &[Tensor],
+    ) -> Result<(Vec<Tensor>, Vec<(String, f64)>), RuntimeError> {
+        let mut times = vec![0.0; self.plan.steps.len()];
+        let out = self.run_timed(inputs, Some(&mut times))?;
+        let steps = self
+            .plan
+            .steps
+            .iter()
+            .zip(times)
+            .map(|(s, t)| {
+                let name = match s {
+                    PlanStep::Kernel { kernel, .. } => self.plan.kernels[*kernel].clone(),
+                    PlanStep::Fallback { label, op, .. } => {
+                        format!("{label} ({}, interpreter)", op.name())
+                    }
+                };
+                (name, t)
+            })
+            .collect();
+        Ok((out, steps))
+    }
+
+    fn run_timed(
+        &self,
+        inputs: &[Tensor],
+        mut times: Option<&mut [f64]>,
+    ) -> Result<Vec<Tensor>, RuntimeError> {
         self.check_inputs(inputs)?;
         let mut arena = self
             .arena
@@ -138,7 +172,8 @@ impl Session {
             unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr(s), bytes.len()) };
         }
         let dims: [i64; 1] = [0];
-        for step in &self.plan.steps {
+        for (at, step) in self.plan.steps.iter().enumerate() {
+            let t0 = times.as_ref().map(|_| std::time::Instant::now());
             match step {
                 PlanStep::Kernel { kernel, args } => {
                     let ptrs: Vec<*mut u8> = args.iter().map(|&s| ptr(s)).collect();
@@ -177,6 +212,9 @@ impl Session {
                         };
                     }
                 }
+            }
+            if let (Some(t), Some(t0)) = (times.as_deref_mut(), t0) {
+                t[at] = t0.elapsed().as_secs_f64();
             }
         }
         self.plan

@@ -306,6 +306,11 @@ impl crate::native::Codegen for Cranelift {
         "cranelift"
     }
 
+    /// Cranelift's SIMD types are 128 bits wide.
+    fn vector_bits(&self) -> u32 {
+        128
+    }
+
     fn jit(
         &self,
         kernels: &[Kernel],

@@ -332,6 +332,10 @@ impl crate::native::Codegen for Llvm {
         "llvm"
     }
 
+    fn vector_bits(&self) -> u32 {
+        self.machine.vector_bits()
+    }
+
     fn jit(
         &self,
         kernels: &[Kernel],

@@ -14,7 +14,7 @@
 //! heads read the key/value head `h / (q_heads / kv_heads)`.
 
 use super::cx::NodeCx;
-use super::elementwise::{LANES, vector_loop};
+use super::elementwise::vector_loop;
 use super::{Unsupported, unsupported};
 use saturn_ir::graph::NodeId;
 use saturn_ir::kernel::{BinOp, BufId, Expr, LoopKind, ReduceOp, Ty, math};
@@ -110,6 +110,7 @@ impl KeySource {
 }
 
 pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
+    let vl = cx.lanes(DType::F32);
     let Op::Attention(op) = cx.g.node(node).op.clone() else {
         return unsupported("not an attention");
     };
@@ -186,7 +187,7 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
     }
 
     let ty = Ty::scalar(dt);
-    let vty = Ty::vector(dt, LANES);
+    let vty = Ty::vector(dt, vl);
     let c = |x: f64| Expr::constant(x, ty);
     let scale = match op.scale {
         Some(s) => s as f64,
@@ -198,7 +199,7 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
         scale.sqrt()
     };
     cx.schedule("parallel", AttrValue::Str("batch_head".into()));
-    cx.schedule("vector", AttrValue::Int(LANES as i64));
+    cx.schedule("vector", AttrValue::Int(vl as i64));
     cx.schedule("softmax", AttrValue::Str("three_pass".into()));
 
     let rows = q.b * q.h;
@@ -236,9 +237,9 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
     let softcap = op.softcap as f64;
     keys.for_each(cx, "j", &bi, &kvh_i, &mut |cx, j, kbuf, kbase| {
         let acc = cx.b.decl("dot", Expr::constant(0.0, vty));
-        vector_loop(cx, "e", d, LANES, &mut |cx, e, m| {
-            let qv = Expr::load_vec(qb, qbase.clone() + e.clone(), LANES, 1, m.clone());
-            let kv = Expr::load_vec(kbuf, kbase.clone() + e, LANES, 1, m);
+        vector_loop(cx, "e", d, vl, &mut |cx, e, m| {
+            let qv = Expr::load_vec(qb, qbase.clone() + e.clone(), vl, 1, m.clone());
+            let kv = Expr::load_vec(kbuf, kbase.clone() + e, vl, 1, m);
             cx.b.assign(acc, Expr::mul_add(qv, kv, Expr::Var(acc)));
             Ok(())
         })?;
@@ -338,11 +339,11 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
         packed: q.packed,
     };
     let dv = v.d;
-    vector_loop(cx, "e", dv, LANES, &mut |cx, e, m| {
+    vector_loop(cx, "e", dv, vl, &mut |cx, e, m| {
         let acc = cx.b.decl("y", Expr::constant(0.0, vty));
         vals.for_each(cx, "j", &bi, &kvh_i, &mut |cx, j, vbuf, vbase| {
-            let p = Expr::load(scores, row0.clone() + j).splat(LANES);
-            let vv = Expr::load_vec(vbuf, vbase + e.clone(), LANES, 1, m.clone());
+            let p = Expr::load(scores, row0.clone() + j).splat(vl);
+            let vv = Expr::load_vec(vbuf, vbase + e.clone(), vl, 1, m.clone());
             cx.b.assign(acc, Expr::mul_add(p, vv, Expr::Var(acc)));
             Ok(())
         })?;
@@ -460,6 +461,7 @@ fn copy_present(
     dv: usize,
     n_out: usize,
 ) -> Result<(), Unsupported> {
+    let vl = cx.lanes(DType::F32);
     for (o, src, d) in [(1, keys, dk), (2, vals, dv)] {
         if n_out <= o {
             continue;
@@ -470,8 +472,8 @@ fn copy_present(
         let hi = cx.b.begin_for("ph", 0, h, 1, LoopKind::Serial);
         src.for_each(cx, "pj", &bi, &hi, &mut |cx, j, buf, base| {
             let dst = ((bi.clone() * h as i64 + hi.clone()) * total as i64 + j) * d as i64;
-            vector_loop(cx, "pe", d, LANES, &mut |cx, e, m| {
-                let x = Expr::load_vec(buf, base.clone() + e.clone(), LANES, 1, m.clone());
+            vector_loop(cx, "pe", d, vl, &mut |cx, e, m| {
+                let x = Expr::load_vec(buf, base.clone() + e.clone(), vl, 1, m.clone());
                 cx.b.store_vec(out, dst.clone() + e, x, 1, m);
                 Ok(())
             })

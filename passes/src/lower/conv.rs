@@ -149,11 +149,6 @@ fn conv(cx: &mut NodeCx, o: &saturn_ir::ops::Conv) -> Result<(), Unsupported> {
     }
 }
 
-/// Lanes of one 128-bit vector of `dt`.
-pub(super) fn lanes_for(dt: DType) -> u16 {
-    (128 / dt.bits().max(8)).clamp(1, 16) as u16
-}
-
 /// The smallest value of an integer or float dtype, as a scalar constant.
 pub(super) fn lowest(dt: DType) -> Expr {
     let ty = Ty::scalar(dt);

@@ -11,6 +11,40 @@ use saturn_ir::tensor::Tensor;
 use saturn_ir::{AttrValue, DType};
 use std::collections::HashMap;
 
+/// Lanes of one vector register of `dt` on `target`.
+pub fn lanes_for(target: &Target, dt: DType) -> u16 {
+    (target.vector_bits.max(8) / dt.bits().max(8) as u32).clamp(1, 64) as u16
+}
+
+/// The block of C an f32 GEMM-like micro-kernel holds in registers:
+/// `mr` rows (broadcast operand) × `nv` vectors of `lanes` columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegBlock {
+    pub mr: usize,
+    pub nv: usize,
+    pub lanes: usize,
+}
+
+impl RegBlock {
+    /// Sized to the register file: 512-bit vectors come with 32
+    /// registers (AVX-512): 8 × 2 accumulators; 256-bit ones with 16
+    /// (AVX2): 6 × 2; 128-bit ones (SSE, NEON, Cranelift): 4 × 2.
+    pub fn for_target(target: &Target) -> RegBlock {
+        let lanes = lanes_for(target, DType::F32) as usize;
+        let mr = match lanes {
+            16.. => 8,
+            8 => 6,
+            _ => 4,
+        };
+        RegBlock { mr, nv: 2, lanes }
+    }
+
+    /// Columns of the block.
+    pub fn nr(&self) -> usize {
+        self.nv * self.lanes
+    }
+}
+
 /// Lowering state for one group. Anchor lowerings read their inputs
 /// through [`NodeCx::input`] and write results with
 /// [`NodeCx::store_out`], which applies the epilogue.
@@ -100,6 +134,22 @@ impl<'a> NodeCx<'a> {
     }
 
     /// The anchor node.
+    /// Lanes of one vector register of `dt` on the target (at least 1):
+    /// 16 f32 lanes with 512-bit vectors, 8 with 256, 4 with 128.
+    pub fn lanes(&self, dt: DType) -> u16 {
+        lanes_for(self.target, dt)
+    }
+
+    /// f32 lanes of one vector register.
+    pub fn f32_lanes(&self) -> usize {
+        self.lanes(DType::F32) as usize
+    }
+
+    /// The register block of f32 GEMM-like micro-kernels on the target.
+    pub fn reg_block(&self) -> RegBlock {
+        RegBlock::for_target(self.target)
+    }
+
     pub fn node(&self) -> &'a Node {
         self.g.node(self.group.anchor.expect("anchor"))
     }

@@ -17,8 +17,6 @@ use saturn_ir::kernel::{BinOp, Expr, LoopKind, Ty, UnOp, math};
 use saturn_ir::ops::GeluApproximation;
 use saturn_ir::{AttrValue, DType, Op};
 
-/// Lanes of the vectorised innermost loop.
-pub const LANES: u16 = 4;
 /// Outputs at least this large run their outer loop in parallel.
 const PARALLEL_MIN: usize = 1 << 15;
 
@@ -670,6 +668,7 @@ pub fn vector_loop(
 
 /// Lowers a group that is an elementwise tree alone.
 pub fn lower_tree(cx: &mut NodeCx) -> Result<(), Unsupported> {
+    let vl = cx.lanes(DType::F32);
     let tree = cx.group.epilogue.clone().expect("tree");
     let root = cx.group.root.expect("root");
     let out = cx.g.ty(root).shape.as_known().unwrap_or_default();
@@ -707,7 +706,7 @@ pub fn lower_tree(cx: &mut NodeCx) -> Result<(), Unsupported> {
     }
     let rank = shape.len();
     let n = shape[rank - 1];
-    let lanes = if n >= LANES as usize { LANES } else { 1 };
+    let lanes = if n >= vl as usize { vl } else { 1 };
     cx.schedule("vector", AttrValue::Int(lanes as i64));
     let parallel = total >= PARALLEL_MIN;
     let out_strides = st.last().cloned().unwrap_or_default();

@@ -25,7 +25,8 @@
 
 use super::Unsupported;
 use super::cx::NodeCx;
-use super::linalg::{GemmSpec, LANES, finish_value, offset};
+use super::cx::RegBlock;
+use super::linalg::{GemmSpec, finish_value, offset};
 use saturn_ir::kernel::{BinOp, BufId, Expr, LoopKind, Ty, VarId};
 use saturn_ir::{AttrValue, DType};
 
@@ -61,8 +62,8 @@ impl FlatParams {
 }
 
 /// Whether the flat kernel handles this product.
-pub fn applies(s: &GemmSpec) -> bool {
-    s.dtype == DType::F32 && s.m <= 16 && s.n >= LANES
+pub fn applies(s: &GemmSpec, rblk: RegBlock) -> bool {
+    s.dtype == DType::F32 && s.m <= 16 && s.n >= rblk.lanes
 }
 
 /// Rows of B per step: as many as keep `m·U` broadcasts, `m` sums and `U`
@@ -82,14 +83,15 @@ pub fn lower(
     bidx: &[Expr],
     p: FlatParams,
 ) -> Result<(), Unsupported> {
-    let l = LANES as u16;
+    let rblk = cx.reg_block();
+    let l = rblk.lanes as u16;
     // Row blocks of at most m_pad rows; each block streams B once.
     let rb = p.m_pad.clamp(1, 8).min(s.m.max(1));
     let u = rows_per_step(rb, p.double_buffer);
     let k_split = p.k_split.clamp(1, s.k.max(1));
-    let vectors = s.n.div_ceil(LANES);
+    let vectors = s.n.div_ceil(rblk.lanes);
     let tasks_wanted = (2 * cx.target.cores.max(1)).div_ceil(k_split).max(1);
-    let task_vectors = (p.n_tile.max(LANES) / LANES).max(vectors.div_ceil(tasks_wanted));
+    let task_vectors = (p.n_tile.max(rblk.lanes) / rblk.lanes).max(vectors.div_ceil(tasks_wanted));
     let tasks = vectors.div_ceil(task_vectors);
     cx.schedule(
         "gemm",
@@ -97,11 +99,14 @@ pub fn lower(
     );
     cx.schedule("m_pad", AttrValue::Int(rb as i64));
     cx.schedule("n_tile", AttrValue::Int(p.n_tile as i64));
-    cx.schedule("task_cols", AttrValue::Int((task_vectors * LANES) as i64));
+    cx.schedule(
+        "task_cols",
+        AttrValue::Int((task_vectors * rblk.lanes) as i64),
+    );
     cx.schedule("k_split", AttrValue::Int(k_split as i64));
     cx.schedule("k_step", AttrValue::Int(u as i64));
     cx.schedule("double_buffer", AttrValue::Int(p.double_buffer as i64));
-    cx.schedule("vector", AttrValue::Int(LANES as i64));
+    cx.schedule("vector", AttrValue::Int(rblk.lanes as i64));
     cx.schedule(
         "parallel",
         AttrValue::Str(
@@ -127,17 +132,17 @@ pub fn lower(
     } else {
         (Expr::idx(0), work.clone())
     };
-    let j0 = cx.b.let_("j0", t * (task_vectors * LANES) as i64);
+    let j0 = cx.b.let_("j0", t * (task_vectors * rblk.lanes) as i64);
     let j1 = cx.b.let_(
         "j1",
-        (j0.clone() + (task_vectors * LANES) as i64).min(Expr::idx(s.n as i64)),
+        (j0.clone() + (task_vectors * rblk.lanes) as i64).min(Expr::idx(s.n as i64)),
     );
     let k0 = cx.b.let_("k0", kc.clone() * chunk as i64);
     let k1 =
         cx.b.let_("k1", (k0.clone() + chunk as i64).min(Expr::idx(s.k as i64)));
     // Slice `kc` of the partial sums, row `i`, column `j`.
     let at = |i: &Expr, j: &Expr| (kc.clone() * s.m as i64 + i.clone()) * s.n as i64 + j.clone();
-    let nfull = s.n / LANES * LANES;
+    let nfull = s.n / rblk.lanes * rblk.lanes;
     // The task's full vectors end at `jf`; the last task may end with a
     // partial one at `nfull`.
     let jf = cx.b.let_("jf", j1.clone().min(Expr::idx(nfull as i64)));
@@ -215,14 +220,19 @@ pub fn lower(
                 let cur: Vec<VarId> = (0..step)
                     .map(|uu| cx.b.decl(&format!("cb{uu}"), Expr::Float(0.0, vty)))
                     .collect();
-                let last = cx.b.let_("jlast", jf.clone() - LANES as i64);
-                let j =
-                    cx.b.begin_for("j", j0.clone(), jf.clone(), LANES as i64, LoopKind::Serial);
+                let last = cx.b.let_("jlast", jf.clone() - rblk.lanes as i64);
+                let j = cx.b.begin_for(
+                    "j",
+                    j0.clone(),
+                    jf.clone(),
+                    rblk.lanes as i64,
+                    LoopKind::Serial,
+                );
                 for (c, n) in cur.iter().zip(&next) {
                     cx.b.assign(*c, Expr::Var(*n));
                 }
                 // The next column step (the last one loads itself again).
-                let jn = cx.b.let_("jn", (j.clone() + LANES as i64).min(last));
+                let jn = cx.b.let_("jn", (j.clone() + rblk.lanes as i64).min(last));
                 for (uu, n) in next.iter().enumerate() {
                     let x = load_b(cx, &jn, uu, &None);
                     cx.b.assign(*n, x);
@@ -266,8 +276,14 @@ fn col_loop(
     tail: &Option<Expr>,
     body: &mut ColBody,
 ) -> Result<(), Unsupported> {
-    let j =
-        cx.b.begin_for("j", j0.clone(), jf.clone(), LANES as i64, LoopKind::Serial);
+    let rblk = cx.reg_block();
+    let j = cx.b.begin_for(
+        "j",
+        j0.clone(),
+        jf.clone(),
+        rblk.lanes as i64,
+        LoopKind::Serial,
+    );
     body(cx, j, None)?;
     cx.b.end_for();
     if let Some(t) = tail {
@@ -288,9 +304,10 @@ fn reduce_partials(
     buf: BufId,
     k_split: usize,
 ) -> Result<(), Unsupported> {
-    let l = LANES as u16;
+    let rblk = cx.reg_block();
+    let l = rblk.lanes as u16;
     let i = cx.b.begin_for("i", 0, s.m, 1, LoopKind::Parallel);
-    let full = s.n / LANES * LANES;
+    let full = s.n / rblk.lanes * rblk.lanes;
     let one = |cx: &mut NodeCx, j: Expr, mask: Option<Expr>| -> Result<(), Unsupported> {
         let mut sum = Expr::load_vec(buf, i.clone() * s.n as i64 + j.clone(), l, 1, mask.clone());
         for kc in 1..k_split {
@@ -303,7 +320,8 @@ fn reduce_partials(
         cx.store_out_view(view, &idx, val, mask)
     };
     if full > 0 {
-        let j = cx.b.begin_for("j", 0, full, LANES as i64, LoopKind::Serial);
+        let j =
+            cx.b.begin_for("j", 0, full, rblk.lanes as i64, LoopKind::Serial);
         one(cx, j, None)?;
         cx.b.end_for();
     }

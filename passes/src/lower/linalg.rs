@@ -17,13 +17,6 @@ use saturn_ir::graph::NodeId;
 use saturn_ir::kernel::{BufId, Expr, LoopKind, Ty};
 use saturn_ir::{AttrValue, DType, Op};
 
-/// Rows of a register block.
-pub const MR: usize = 4;
-/// Vectors of columns of a register block.
-pub const NV: usize = 2;
-/// f32 lanes of one vector.
-pub const LANES: usize = 4;
-
 /// One operand of the core: element `(r, c)` of batch `b` is at
 /// `off(b) + r·rs + c·cs`.
 #[derive(Clone, Debug)]
@@ -51,6 +44,7 @@ pub struct GemmSpec {
 }
 
 pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
+    let rblk = cx.reg_block();
     let op = cx.g.node(node).op.clone();
     let (sa, sb) = (cx.in_shape(0), cx.in_shape(1));
     let dtype = cx.in_dtype(0);
@@ -210,7 +204,7 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
         Op::FlatGemm(f) => {
             let p = super::flat::FlatParams {
                 m_pad: f.m_pad.clamp(1, 64) as usize,
-                n_tile: f.n_tile.clamp(LANES as i64, 1 << 16) as usize,
+                n_tile: f.n_tile.clamp(rblk.lanes as i64, 1 << 16) as usize,
                 k_split: f.k_split.clamp(1, 1 << 10) as usize,
                 double_buffer: f.double_buffer,
             };
@@ -243,7 +237,8 @@ pub(crate) fn offset(op: &Operand, bidx: &[Expr], r: Expr, c: Expr) -> Expr {
 /// Emits the GEMM core; results are stored through the epilogue at
 /// `[batch…, i, j]` of `view`.
 pub fn gemm(cx: &mut NodeCx, s: &GemmSpec, view: &[usize]) -> Result<(), Unsupported> {
-    let flat = super::flat::applies(s)
+    let rblk = cx.reg_block();
+    let flat = super::flat::applies(s, rblk)
         .then(|| super::flat::FlatParams::choose(s.m, s.n, s.k, cx.target.cores));
     gemm_with(cx, s, view, flat)
 }
@@ -255,18 +250,19 @@ pub fn gemm_with(
     view: &[usize],
     flat: Option<super::flat::FlatParams>,
 ) -> Result<(), Unsupported> {
+    let rblk = cx.reg_block();
     if s.m * s.n == 0 {
         return Ok(());
     }
     let flops = 2 * s.batch.iter().product::<usize>() * s.m * s.n * s.k;
     let big = flops >= 1 << 20;
-    let vectorized = s.dtype == DType::F32 && s.n >= LANES;
+    let vectorized = s.dtype == DType::F32 && s.n >= rblk.lanes;
     let flat = flat.filter(|_| vectorized);
     // Which loop runs in parallel: the batch when there is one, else row
     // blocks when there are enough, else column blocks. Flat GEMMs run
     // their N tiles in parallel (and share scratch across the batch).
     let par_batch = big && flat.is_none() && s.batch.iter().product::<usize>() >= 2;
-    let par_rows = big && !par_batch && s.m >= 2 * MR * 2;
+    let par_rows = big && !par_batch && s.m >= 2 * rblk.mr * 2;
     let par_cols = big && !par_batch && !par_rows;
     let mut bidx = Vec::new();
     for (d, &e) in s.batch.iter().enumerate() {
@@ -282,13 +278,13 @@ pub fn gemm_with(
         scalar_gemm(cx, s, view, &bidx)?;
     } else if let Some(p) = flat {
         super::flat::lower(cx, s, view, &bidx, p)?;
-    } else if super::packed::applies(s) {
+    } else if super::packed::applies(s, rblk) {
         super::packed::lower(cx, s, view, &bidx)?;
     } else {
-        cx.schedule("vector", AttrValue::Int(LANES as i64));
+        cx.schedule("vector", AttrValue::Int(rblk.lanes as i64));
         cx.schedule(
             "tile",
-            AttrValue::Ints(vec![MR as i64, (NV * LANES) as i64]),
+            AttrValue::Ints(vec![rblk.mr as i64, (rblk.nv * rblk.lanes) as i64]),
         );
         cx.schedule(
             "parallel",
@@ -430,14 +426,15 @@ fn vector_gemm(
     par_rows: bool,
     par_cols: bool,
 ) -> Result<(), Unsupported> {
-    let nb = NV * LANES;
-    let full_rows = s.m / MR * MR;
+    let rblk = cx.reg_block();
+    let nb = rblk.nv * rblk.lanes;
+    let full_rows = s.m / rblk.mr * rblk.mr;
     let full_cols = s.n / nb * nb;
     // Column blocks outside row blocks when columns run in parallel.
     let row_blocks: Vec<(usize, usize, usize)> = {
         let mut v = Vec::new();
         if full_rows > 0 {
-            v.push((0, full_rows, MR));
+            v.push((0, full_rows, rblk.mr));
         }
         if full_rows < s.m {
             v.push((full_rows, s.m, s.m - full_rows));
@@ -457,7 +454,7 @@ fn vector_gemm(
     for &(r0, r1, mr) in &row_blocks {
         for &(c0, c1, ncols) in &col_blocks {
             // Loop order: rows outer (parallel rows) or columns outer.
-            let rows_kind = if par_rows && mr == MR {
+            let rows_kind = if par_rows && mr == rblk.mr {
                 LoopKind::Parallel
             } else {
                 LoopKind::Serial
@@ -496,14 +493,15 @@ fn micro_kernel(
     mr: usize,
     ncols: usize,
 ) -> Result<(), Unsupported> {
+    let rblk = cx.reg_block();
     use saturn_ir::kernel::BinOp;
-    let l = LANES as u16;
+    let l = rblk.lanes as u16;
     let vty = Ty::vector(DType::F32, l);
-    let nv = ncols.div_ceil(LANES);
+    let nv = ncols.div_ceil(rblk.lanes);
     let masks: Vec<Option<Expr>> = (0..nv)
         .map(|c| {
-            let rem = ncols - c * LANES;
-            if rem >= LANES {
+            let rem = ncols - c * rblk.lanes;
+            if rem >= rblk.lanes {
                 None
             } else {
                 Some(Expr::idx(rem as i64))
@@ -519,7 +517,7 @@ fn micro_kernel(
     let p = cx.b.begin_for("p", 0, s.k, 1, LoopKind::Serial);
     let mut bv = Vec::new();
     for (c, mask) in masks.iter().enumerate() {
-        let idx = offset(&s.b, bidx, p.clone(), j.clone() + (c * LANES) as i64);
+        let idx = offset(&s.b, bidx, p.clone(), j.clone() + (c * rblk.lanes) as i64);
         let v = Expr::load_vec(s.b.buf, idx, l, 1, mask.clone());
         bv.push(cx.b.let_(&format!("b{c}"), v));
     }
@@ -535,7 +533,7 @@ fn micro_kernel(
     cx.b.end_for();
     for r in 0..mr {
         for (c, mask) in masks.iter().enumerate() {
-            let (ii, jj) = (i.clone() + r as i64, j.clone() + (c * LANES) as i64);
+            let (ii, jj) = (i.clone() + r as i64, j.clone() + (c * rblk.lanes) as i64);
             let v = finish_value(
                 cx,
                 s,

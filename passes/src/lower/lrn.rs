@@ -10,7 +10,7 @@
 
 use super::Unsupported;
 use super::cx::NodeCx;
-use super::elementwise::{LANES, vector_loop};
+use super::elementwise::vector_loop;
 use super::unsupported;
 use saturn_ir::graph::NodeId;
 use saturn_ir::kernel::{BinOp, Expr, LoopKind, Ty, math};
@@ -24,6 +24,7 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Option<Result<(), Unsupported>> {
 }
 
 fn lrn(cx: &mut NodeCx, op: saturn_ir::ops::LRN) -> Result<(), Unsupported> {
+    let vl = cx.lanes(DType::F32);
     let dt = cx.in_dtype(0);
     if !matches!(dt, DType::F32 | DType::F64) {
         return unsupported(format!("lrn in {dt}"));
@@ -42,7 +43,7 @@ fn lrn(cx: &mut NodeCx, op: saturn_ir::ops::LRN) -> Result<(), Unsupported> {
     let x = cx
         .input(0)
         .ok_or_else(|| Unsupported("lrn without input".into()))?;
-    let lanes = if spatial >= LANES as usize { LANES } else { 1 };
+    let lanes = if spatial >= vl as usize { vl } else { 1 };
     let vty = Ty::vector(dt, lanes);
     let k = Expr::constant(op.alpha as f64 / size as f64, vty);
     let bias = Expr::constant(op.bias as f64, vty);

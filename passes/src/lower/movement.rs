@@ -114,9 +114,9 @@ pub(super) enum Src {
     },
 }
 
-/// Lanes of a copy vector: one native 128-bit vector of the dtype.
-pub(super) fn copy_lanes(dt: DType) -> u16 {
-    (16 / dt.bits().div_ceil(8).max(1)).max(1) as u16
+/// Lanes of a copy vector: one vector register of the dtype.
+pub(super) fn copy_lanes(cx: &NodeCx, dt: DType) -> u16 {
+    cx.lanes(dt)
 }
 
 /// The side of the square tiles of a transpose: a cache line of the
@@ -235,7 +235,7 @@ pub(super) fn copy_nest(
     }
     let n = ext[rank - 1];
     let (osi, ssi) = (os[rank - 1], ss[rank - 1]);
-    let vl = copy_lanes(dt);
+    let vl = copy_lanes(cx, dt);
     let lanes = if n >= vl as usize { vl } else { 1 };
     cx.schedule("vector", AttrValue::Int(lanes as i64));
     let parallel = par && total >= PARALLEL_MIN;
@@ -321,7 +321,8 @@ fn tiled(
     let r = ext.len();
     let inner = r - 1;
     let t = tile_side(dt);
-    let lanes = copy_lanes(dt);
+    // Whole vectors per tile row (both are powers of two).
+    let lanes = copy_lanes(cx, dt).min(t as u16);
     let (np, n) = (ext[p], ext[inner]);
     let (osi, ssi) = (os[inner], ss[inner]);
     cx.schedule("tile", AttrValue::Ints(vec![t as i64, t as i64]));
@@ -1130,7 +1131,7 @@ fn gather_tables(
     };
     match walks[a] {
         Walk::Affine(s, step) => {
-            let vl = copy_lanes(dt);
+            let vl = copy_lanes(cx, dt);
             let lanes = if n >= vl as usize { vl } else { 1 };
             // A row of fill still reads in bounds: its base is below a
             // valid row's (a `-1` replaced an offset), clamped so that the
@@ -1254,7 +1255,7 @@ pub(super) fn dyn_gather(
         }
     }
     let dt = cx.b.kernel().buf(out).dtype;
-    let vl = copy_lanes(dt);
+    let vl = copy_lanes(cx, dt);
     let lanes = if inner >= vl as usize { vl } else { 1 };
     cx.schedule("vector", AttrValue::Int(lanes as i64));
     let fill = fill.unwrap_or_else(|| zero(dt));
@@ -1715,7 +1716,7 @@ fn trilu(cx: &mut NodeCx, upper: bool) -> R {
     } else {
         LoopKind::Serial
     };
-    let lanes = copy_lanes(dt);
+    let lanes = copy_lanes(cx, dt);
     cx.schedule("vector", AttrValue::Int(lanes as i64));
     let row = cx.b.begin_for("row", 0, batch * rows, 1, kind);
     let i = Expr::bin(BinOp::Rem, row.clone(), Expr::idx(rows as i64));

@@ -17,26 +17,25 @@
 
 use super::Unsupported;
 use super::cx::NodeCx;
-use super::linalg::{GemmSpec, LANES, finish_value, offset};
+use super::cx::RegBlock;
+use super::linalg::{GemmSpec, finish_value, offset};
 use saturn_ir::kernel::{BufId, Expr, LoopKind, Ty};
 use saturn_ir::{AttrValue, DType};
 
-/// Rows of a register block.
-pub const MR: usize = 4;
-/// Vectors of columns of a register block.
-pub const NV: usize = 2;
-/// Columns of a register block.
-pub const NR: usize = NV * LANES;
-
 /// Whether the packed kernel pays for its packing on this problem.
-pub fn applies(s: &GemmSpec) -> bool {
+pub fn applies(s: &GemmSpec, rblk: RegBlock) -> bool {
     let batch: usize = s.batch.iter().product();
-    s.dtype == DType::F32 && s.m > 16 && s.n >= NR && s.k >= 8 && batch * s.m * s.n * s.k >= 1 << 17
+    s.dtype == DType::F32
+        && s.m > 16
+        && s.n >= rblk.nr()
+        && s.k >= 8
+        && batch * s.m * s.n * s.k >= 1 << 17
 }
 
 /// Cache blocking: `(MC, NC)` in rows and columns, multiples of the
 /// register block.
 fn blocking(cx: &NodeCx, s: &GemmSpec) -> (usize, usize) {
+    let rblk = cx.reg_block();
     let l2 = cx
         .target
         .caches
@@ -44,13 +43,13 @@ fn blocking(cx: &NodeCx, s: &GemmSpec) -> (usize, usize) {
         .find(|c| c.level == 2)
         .map_or(1 << 20, |c| c.bytes as usize);
     // Half of L2 for the packed B block.
-    let nc = (l2 / 2 / (s.k * 4)).max(NR) / NR * NR;
-    let nc = nc.min(s.n.div_ceil(NR) * NR);
+    let nc = (l2 / 2 / (s.k * 4)).max(rblk.nr()) / rblk.nr() * rblk.nr();
+    let nc = nc.min(s.n.div_ceil(rblk.nr()) * rblk.nr());
     // Row blocks: enough of them for the threads, each at least a few
     // panels.
-    let panels = s.m.div_ceil(MR);
+    let panels = s.m.div_ceil(rblk.mr);
     let mc_panels = (panels / (4 * cx.target.cores.max(1))).clamp(1, 16);
-    (mc_panels * MR, nc)
+    (mc_panels * rblk.mr, nc)
 }
 
 pub fn lower(
@@ -59,21 +58,25 @@ pub fn lower(
     view: &[usize],
     bidx: &[Expr],
 ) -> Result<(), Unsupported> {
+    let rblk = cx.reg_block();
     let (m, n, k) = (s.m, s.n, s.k);
     let (mc, nc) = blocking(cx, s);
-    let panels_m = m.div_ceil(MR);
-    let panels_n = n.div_ceil(NR);
+    let panels_m = m.div_ceil(rblk.mr);
+    let panels_n = n.div_ceil(rblk.nr());
     cx.schedule("gemm", AttrValue::Str("packed".into()));
-    cx.schedule("tile", AttrValue::Ints(vec![MR as i64, NR as i64]));
+    cx.schedule(
+        "tile",
+        AttrValue::Ints(vec![rblk.mr as i64, rblk.nr() as i64]),
+    );
     cx.schedule("block", AttrValue::Ints(vec![mc as i64, nc as i64]));
-    cx.schedule("vector", AttrValue::Int(LANES as i64));
+    cx.schedule("vector", AttrValue::Int(rblk.lanes as i64));
     cx.schedule("parallel", AttrValue::Str("row_blocks".into()));
     let nbatch: usize = s.batch.iter().product::<usize>().max(1);
     // One panel buffer per batch index when the operand varies by batch.
     let per_batch = |strides: &[i64]| strides.iter().any(|&x| x != 0);
     let (a_vary, b_vary) = (per_batch(&s.a.batch_strides), per_batch(&s.b.batch_strides));
-    let a_len = panels_m * MR * k;
-    let b_len = panels_n * NR * k;
+    let a_len = panels_m * rblk.mr * k;
+    let b_len = panels_n * rblk.nr() * k;
     let ap = cx.scratch(
         "packed_a",
         DType::F32,
@@ -97,17 +100,17 @@ pub fn lower(
     };
 
     // Pack B: panel q, row k, its NR columns (the last panel partly).
-    let l = LANES as u16;
+    let l = rblk.lanes as u16;
     let q = cx.b.begin_for("q", 0, panels_n, 1, LoopKind::Parallel);
     let kk = cx.b.begin_for("k", 0, k, 1, LoopKind::Serial);
-    for v in 0..NV {
-        let col = q.clone() * NR as i64 + (v * LANES) as i64;
+    for v in 0..rblk.nv {
+        let col = q.clone() * rblk.nr() as i64 + (v * rblk.lanes) as i64;
         let rest = cx.b.let_("rest", Expr::idx(n as i64) - col.clone());
         // Columns past N: a masked load reads zeros, never out of bounds.
         let mask = Expr::select(
-            rest.clone().lt(Expr::idx(LANES as i64)),
+            rest.clone().lt(Expr::idx(rblk.lanes as i64)),
             rest.max(Expr::idx(0)),
-            Expr::idx(LANES as i64),
+            Expr::idx(rblk.lanes as i64),
         );
         let src = offset(
             &s.b,
@@ -116,8 +119,9 @@ pub fn lower(
             col.clone().min(Expr::idx(n as i64 - 1)),
         );
         let x = Expr::load_vec(s.b.buf, src, l, s.b.cs, Some(mask));
-        let dst =
-            b_base.clone() + (q.clone() * k as i64 + kk.clone()) * NR as i64 + (v * LANES) as i64;
+        let dst = b_base.clone()
+            + (q.clone() * k as i64 + kk.clone()) * rblk.nr() as i64
+            + (v * rblk.lanes) as i64;
         cx.b.store_vec(bp, dst, x, 1, None);
     }
     cx.b.end_for();
@@ -125,30 +129,30 @@ pub fn lower(
 
     // Row blocks in parallel; each packs its rows of A, then walks its
     // column blocks.
-    let blocks_m = panels_m.div_ceil(mc / MR);
+    let blocks_m = panels_m.div_ceil(mc / rblk.mr);
     let rb = cx.b.begin_for("rb", 0, blocks_m, 1, LoopKind::Parallel);
-    let p0 = cx.b.let_("p0", rb.clone() * (mc / MR) as i64);
+    let p0 = cx.b.let_("p0", rb.clone() * (mc / rblk.mr) as i64);
     let p1 = cx.b.let_(
         "p1",
-        (p0.clone() + (mc / MR) as i64).min(Expr::idx(panels_m as i64)),
+        (p0.clone() + (mc / rblk.mr) as i64).min(Expr::idx(panels_m as i64)),
     );
     // Pack A rows of this block: panel p, row k, its MR rows.
     let p =
         cx.b.begin_for("p", p0.clone(), p1.clone(), 1, LoopKind::Serial);
     let kk = cx.b.begin_for("k", 0, k, 1, LoopKind::Serial);
-    for r in 0..MR {
-        let row = (p.clone() * MR as i64 + r as i64).min(Expr::idx(m as i64 - 1));
+    for r in 0..rblk.mr {
+        let row = (p.clone() * rblk.mr as i64 + r as i64).min(Expr::idx(m as i64 - 1));
         let x = Expr::load(s.a.buf, offset(&s.a, bidx, row, kk.clone()));
-        let dst = a_base.clone() + (p.clone() * k as i64 + kk.clone()) * MR as i64 + r as i64;
+        let dst = a_base.clone() + (p.clone() * k as i64 + kk.clone()) * rblk.mr as i64 + r as i64;
         cx.b.store(ap, dst, x);
     }
     cx.b.end_for();
     cx.b.end_for();
     // Column blocks of NC columns, full panels first.
-    let full_n = n / NR;
-    let q_per_block = nc / NR;
+    let full_n = n / rblk.nr();
+    let q_per_block = nc / rblk.nr();
     let blocks_n = full_n.div_ceil(q_per_block.max(1));
-    let full_m = m / MR;
+    let full_m = m / rblk.mr;
     if full_n > 0 {
         let cb = cx.b.begin_for("cb", 0, blocks_n, 1, LoopKind::Serial);
         let q0 = cx.b.let_("q0", cb.clone() * q_per_block as i64);
@@ -162,10 +166,23 @@ pub fn lower(
             cx.b.begin_for("p", p0.clone(), pf.clone(), 1, LoopKind::Serial);
         let q =
             cx.b.begin_for("q", q0.clone(), q1.clone(), 1, LoopKind::Serial);
-        micro(cx, s, view, bidx, ap, bp, &a_base, &b_base, &p, &q, MR, NR)?;
+        micro(
+            cx,
+            s,
+            view,
+            bidx,
+            ap,
+            bp,
+            &a_base,
+            &b_base,
+            &p,
+            &q,
+            rblk.mr,
+            rblk.nr(),
+        )?;
         cx.b.end_for();
         cx.b.end_for();
-        if m % MR != 0 {
+        if m % rblk.mr != 0 {
             tail_rows(cx, &p1, full_m, |cx| {
                 let q =
                     cx.b.begin_for("q", q0.clone(), q1.clone(), 1, LoopKind::Serial);
@@ -180,8 +197,8 @@ pub fn lower(
                     &b_base,
                     &Expr::idx(full_m as i64),
                     &q,
-                    m % MR,
-                    NR,
+                    m % rblk.mr,
+                    rblk.nr(),
                 )?;
                 cx.b.end_for();
                 Ok(())
@@ -189,7 +206,7 @@ pub fn lower(
         }
         cx.b.end_for();
     }
-    if n % NR != 0 {
+    if n % rblk.nr() != 0 {
         let q = Expr::idx(full_n as i64);
         let pf = cx.b.let_("pf", p1.clone().min(Expr::idx(full_m as i64)));
         let p = cx.b.begin_for("p", p0.clone(), pf, 1, LoopKind::Serial);
@@ -204,11 +221,11 @@ pub fn lower(
             &b_base,
             &p,
             &q,
-            MR,
-            n % NR,
+            rblk.mr,
+            n % rblk.nr(),
         )?;
         cx.b.end_for();
-        if m % MR != 0 {
+        if m % rblk.mr != 0 {
             tail_rows(cx, &p1, full_m, |cx| {
                 micro(
                     cx,
@@ -221,8 +238,8 @@ pub fn lower(
                     &b_base,
                     &Expr::idx(full_m as i64),
                     &q,
-                    m % MR,
-                    n % NR,
+                    m % rblk.mr,
+                    n % rblk.nr(),
                 )
             })?;
         }
@@ -273,9 +290,10 @@ fn micro(
     rows: usize,
     cols: usize,
 ) -> Result<(), Unsupported> {
-    let l = LANES as u16;
+    let rblk = cx.reg_block();
+    let l = rblk.lanes as u16;
     let vty = Ty::vector(DType::F32, l);
-    let nv = cols.div_ceil(LANES);
+    let nv = cols.div_ceil(rblk.lanes);
     let k = s.k as i64;
     let mut acc = Vec::new();
     for r in 0..rows {
@@ -284,15 +302,17 @@ fn micro(
         }
     }
     let a_panel =
-        cx.b.let_("ap", a_base.clone() + p.clone() * (k * MR as i64));
+        cx.b.let_("ap", a_base.clone() + p.clone() * (k * rblk.mr as i64));
     let b_panel =
-        cx.b.let_("bp", b_base.clone() + q.clone() * (k * NR as i64));
+        cx.b.let_("bp", b_base.clone() + q.clone() * (k * rblk.nr() as i64));
     let kk = cx.b.begin_for("k", 0, s.k, 1, LoopKind::Serial);
-    let bk = cx.b.let_("bk", b_panel.clone() + kk.clone() * NR as i64);
-    let ak = cx.b.let_("ak", a_panel.clone() + kk.clone() * MR as i64);
+    let bk =
+        cx.b.let_("bk", b_panel.clone() + kk.clone() * rblk.nr() as i64);
+    let ak =
+        cx.b.let_("ak", a_panel.clone() + kk.clone() * rblk.mr as i64);
     let bv: Vec<Expr> = (0..nv)
         .map(|v| {
-            let x = Expr::load_vec(bp, bk.clone() + (v * LANES) as i64, l, 1, None);
+            let x = Expr::load_vec(bp, bk.clone() + (v * rblk.lanes) as i64, l, 1, None);
             cx.b.let_(&format!("b{v}"), x)
         })
         .collect();
@@ -310,10 +330,10 @@ fn micro(
     cx.b.end_for();
     for r in 0..rows {
         for v in 0..nv {
-            let rem = cols - v * LANES;
-            let mask = (rem < LANES).then(|| Expr::idx(rem as i64));
-            let i = p.clone() * MR as i64 + r as i64;
-            let j = q.clone() * NR as i64 + (v * LANES) as i64;
+            let rem = cols - v * rblk.lanes;
+            let mask = (rem < rblk.lanes).then(|| Expr::idx(rem as i64));
+            let i = p.clone() * rblk.mr as i64 + r as i64;
+            let j = q.clone() * rblk.nr() as i64 + (v * rblk.lanes) as i64;
             let val = finish_value(
                 cx,
                 s,

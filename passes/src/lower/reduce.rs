@@ -23,7 +23,6 @@
 //! picks its loop nest by a chain of `if`s in the same way.
 
 use super::cx::{NodeCx, flat_index};
-use super::elementwise::LANES;
 use super::{Unsupported, unsupported};
 use saturn_ir::graph::NodeId;
 use saturn_ir::kernel::build::KernelBuilder;
@@ -70,7 +69,9 @@ pub(super) struct Nest {
     pub mode: Lanes,
     /// The dtype lane masks are computed in.
     dtype: DType,
-    /// A scratch buffer of the lane numbers `0..LANES` (for tails of
+    /// Lanes of a vector (of f32) on the target.
+    width: u16,
+    /// A scratch buffer of the lane numbers `0..width` (for tails of
     /// [`Lanes::Along`] that must be filled).
     iota: Option<BufId>,
 }
@@ -109,6 +110,7 @@ impl Nest {
         along: bool,
         across: bool,
     ) -> Nest {
+        let width = cx.lanes(DType::F32);
         let mut ext: Vec<usize> = Vec::new();
         let mut red: Vec<bool> = Vec::new();
         let mut st: Vec<Vec<i64>> = vec![Vec::new(); operands.len()];
@@ -136,7 +138,7 @@ impl Nest {
         }
         let vectorizable = dtype != DType::Bool;
         let contiguous = st.first().and_then(|s| s.last()) == Some(&1);
-        let long = ext.last().is_some_and(|&n| n >= LANES as usize);
+        let long = ext.last().is_some_and(|&n| n >= width as usize);
         let mode = match red.last() {
             Some(true) if vectorizable && contiguous && long && along => Lanes::Along,
             Some(false) if vectorizable && contiguous && long && across => Lanes::Across,
@@ -148,13 +150,14 @@ impl Nest {
             st,
             mode,
             dtype,
+            width,
             iota: None,
         };
         let n = nest.ext.last().copied().unwrap_or(1);
-        if mode == Lanes::Along && n % LANES as usize != 0 {
+        if mode == Lanes::Along && n % width as usize != 0 {
             let it = lane_int(dtype);
-            let buf = cx.scratch("lane", it, LANES as usize);
-            for l in 0..LANES {
+            let buf = cx.scratch("lane", it, width as usize);
+            for l in 0..width {
                 cx.b.store(
                     buf,
                     Expr::idx(l as i64),
@@ -169,7 +172,7 @@ impl Nest {
     pub fn lanes(&self) -> u16 {
         match self.mode {
             Lanes::Scalar => 1,
-            _ => LANES,
+            _ => self.width,
         }
     }
 
@@ -181,7 +184,7 @@ impl Nest {
     /// The type of per-row values of `dt` (vectors across rows).
     pub fn row_ty(&self, dt: DType) -> Ty {
         match self.mode {
-            Lanes::Across => Ty::vector(dt, LANES),
+            Lanes::Across => Ty::vector(dt, self.width),
             _ => Ty::scalar(dt),
         }
     }
@@ -246,7 +249,7 @@ impl Nest {
         }
         if across {
             let g = *kept.last().expect("a kept group");
-            let (n, l) = (self.ext[g], LANES as usize);
+            let (n, l) = (self.ext[g], self.width as usize);
             let full = n / l * l;
             if full > 0 {
                 let vectors = (CHUNK_WORK / (l * self.reduced_len())).max(4);
@@ -317,7 +320,7 @@ impl Nest {
         }
         if along {
             let g = *red.last().expect("a reduced group");
-            let (n, l) = (self.ext[g], LANES as usize);
+            let (n, l) = (self.ext[g], self.width as usize);
             let u = unroll.max(1);
             let step = l * u;
             let main = if u > 1 { n / step * step } else { 0 };
@@ -391,7 +394,7 @@ impl Nest {
     /// the additions do not wait on each other), else 1.
     pub fn unroll(&self) -> usize {
         match (self.mode, self.ext.last()) {
-            (Lanes::Along, Some(&n)) if n >= 8 * LANES as usize => 4,
+            (Lanes::Along, Some(&n)) if n >= 8 * self.width as usize => 4,
             _ => 1,
         }
     }
@@ -440,8 +443,8 @@ impl Nest {
         }
         match (self.mode, st.last()) {
             (Lanes::Scalar, _) | (_, None) => Expr::load(buf, index),
-            (_, Some(0)) => Expr::load(buf, index).splat(LANES),
-            (_, Some(&s)) => Expr::load_vec(buf, index, LANES, s, mask),
+            (_, Some(0)) => Expr::load(buf, index).splat(self.width),
+            (_, Some(&s)) => Expr::load_vec(buf, index, self.width, s, mask),
         }
     }
 
@@ -466,11 +469,11 @@ impl Nest {
     pub fn fill(&self, at: &At, v: Expr, fill: Expr) -> Expr {
         match (at.tail, self.iota, &at.mask) {
             (true, Some(iota), Some(m)) => {
-                let ty = Ty::vector(lane_int(self.dtype), LANES);
-                let lanes = Expr::load_vec(iota, Expr::idx(0), LANES, 1, None);
+                let ty = Ty::vector(lane_int(self.dtype), self.width);
+                let lanes = Expr::load_vec(iota, Expr::idx(0), self.width, 1, None);
                 let rem = Expr::Int(m.as_int().unwrap_or(0), ty);
                 let active = Expr::bin(BinOp::Lt, lanes, rem);
-                Expr::select(active, v, fill.splat(LANES))
+                Expr::select(active, v, fill.splat(self.width))
             }
             _ => v,
         }
@@ -487,7 +490,7 @@ impl Nest {
     /// A per-row value as a per-element one.
     pub fn bcast(&self, v: Expr) -> Expr {
         match self.mode {
-            Lanes::Along => v.splat(LANES),
+            Lanes::Along => v.splat(self.width),
             _ => v,
         }
     }
@@ -1117,6 +1120,7 @@ fn wide_lanes(dt: DType) -> bool {
 /// first (or with `last` the last) index. Vectors run across the dims
 /// after the axis.
 fn arg_reduce(cx: &mut NodeCx, axis: i64, last: bool, max: bool) -> Result<(), Unsupported> {
+    let vl = cx.lanes(DType::F32);
     let shape = cx.in_shape(0);
     let dt = cx.in_dtype(0);
     let x = cx
@@ -1134,8 +1138,8 @@ fn arg_reduce(cx: &mut NodeCx, axis: i64, last: bool, max: bool) -> Result<(), U
         }
         return Ok(());
     }
-    let lanes = if inner >= LANES as usize && wide_lanes(dt) {
-        LANES
+    let lanes = if inner >= vl as usize && wide_lanes(dt) {
+        vl
     } else {
         1
     };
@@ -1235,6 +1239,7 @@ fn cumulative(
         reverse,
         prod,
         parallel: large(&shape),
+        width: cx.lanes(DType::F32),
     };
     if let Some(t) = cx.in_const(1) {
         if t.numel() != 1 || !t.dtype().is_int() {
@@ -1285,12 +1290,14 @@ struct Scan {
     reverse: bool,
     prod: bool,
     parallel: bool,
+    /// Lanes of a vector (of f32) on the target.
+    width: u16,
 }
 
 impl Scan {
     fn lanes(&self, inner: usize) -> u16 {
-        if inner >= LANES as usize && self.dt != DType::Bool {
-            LANES
+        if inner >= self.width as usize && self.dt != DType::Bool {
+            self.width
         } else {
             1
         }

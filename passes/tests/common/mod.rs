@@ -59,9 +59,15 @@ pub fn single(op: impl Into<Op>, inputs: &[TensorType], consts: &[(usize, Tensor
     b.finish(vec![out])
 }
 
-/// Lowers `g`, runs it through the evaluator, and compares with the
-/// interpreter (rtol 1e-4, atol 1e-5 for floats; exact otherwise).
-/// Fails if any node fell back. Returns the lowering for further checks.
+/// The vector widths every lowering is checked at: 128-bit (SSE, NEON,
+/// Cranelift), 256-bit (AVX2) and 512-bit (AVX-512) targets. Schedules
+/// asserted by tests are those of the first.
+pub const TARGETS: [&str; 3] = ["x86-64-sse2", "x86-64-avx2", "x86-64-avx512"];
+
+/// Lowers `g` for every target of [`TARGETS`], runs it through the
+/// evaluator, and compares with the interpreter (rtol 1e-4, atol 1e-5 for
+/// floats; exact otherwise). Fails if any node fell back. Returns the
+/// lowering for the 128-bit target for further checks.
 pub fn check(g: &Graph, inputs: Vec<Tensor>) -> Lowered {
     check_with(g, inputs, &LowerOptions::default(), 1e-4, 1e-5)
 }
@@ -73,7 +79,24 @@ pub fn check_with(
     rtol: f64,
     atol: f64,
 ) -> Lowered {
-    let target = Target::named("x86-64-avx512").unwrap();
+    let mut first = None;
+    for t in TARGETS {
+        let l = check_for(g, inputs.clone(), opts, rtol, atol, t);
+        first.get_or_insert(l);
+    }
+    first.expect("at least one target")
+}
+
+/// [`check_with`] for the one target called `target`.
+pub fn check_for(
+    g: &Graph,
+    inputs: Vec<Tensor>,
+    opts: &LowerOptions,
+    rtol: f64,
+    atol: f64,
+    target: &str,
+) -> Lowered {
+    let target = Target::named(target).unwrap();
     let lowered = lower::lower(g, &target, opts);
     let fb = lowered.fallbacks(g);
     assert!(fb.is_empty(), "fell back: {fb:?}");
@@ -83,13 +106,14 @@ pub fn check_with(
     })
     .unwrap_or_else(|e| {
         panic!(
-            "lowered run failed: {e}\n{:#?}",
+            "lowered run failed ({}): {e}\n{:#?}",
+            target.name,
             lowered.kernels.first().map(|k| &k.name)
         )
     });
     assert_eq!(want.len(), got.len());
     for (i, (w, a)) in want.iter().zip(&got).enumerate() {
-        assert_close(w, a, rtol, atol, &format!("output {i}"));
+        assert_close(w, a, rtol, atol, &format!("output {i} ({})", target.name));
     }
     lowered
 }

@@ -11,7 +11,7 @@
 use super::super::Unsupported;
 use super::super::cx::NodeCx;
 use super::window::{self, Body, Out, Tap};
-use super::{ConvShape, PARALLEL_MIN, lanes_for, plane_loop};
+use super::{ConvShape, PARALLEL_MIN, plane_loop};
 use saturn_ir::kernel::{BinOp, BufId, Expr, LoopKind, Ty, VarId};
 use saturn_ir::{AttrValue, DType};
 
@@ -23,7 +23,7 @@ pub(super) fn lower(
     bias: Option<BufId>,
     dt: DType,
 ) -> Result<(), Unsupported> {
-    let lanes = lanes_for(dt);
+    let lanes = cx.lanes(dt);
     cx.schedule("conv", AttrValue::Str("direct".into()));
     cx.schedule("vector", AttrValue::Int(lanes as i64));
     let work = s.n * s.m * s.out_plane * s.cg * s.taps;

@@ -23,16 +23,12 @@
 
 use super::super::Unsupported;
 use super::super::cx::NodeCx;
-use super::{ConvShape, lanes_for};
+use super::ConvShape;
 use saturn_ir::kernel::build::KernelBuilder;
 use saturn_ir::kernel::{BinOp, BufId, Expr, LoopKind, Ty};
 use saturn_ir::tensor::strides;
 use saturn_ir::{AttrValue, DType};
 
-/// Rows of a register block.
-const MR: usize = 4;
-/// Vectors of columns of a register block.
-const NV: usize = 2;
 /// Widest tile of output positions.
 const MAX_TILE: usize = 1024;
 /// Largest scratch panel set, in elements.
@@ -41,6 +37,9 @@ pub(super) const MAX_SCRATCH: usize = 1 << 26;
 /// The tiling of one convolution.
 pub(super) struct Plan {
     lanes: u16,
+    /// Rows and vectors of columns of a register block.
+    mr: usize,
+    nv: usize,
     /// Columns of a register block.
     nb: usize,
     /// Rows of `B` (`C/g · taps`).
@@ -63,8 +62,10 @@ pub(super) struct Plan {
 
 impl Plan {
     pub(super) fn new(cx: &NodeCx, s: &ConvShape, dt: DType) -> Plan {
-        let lanes = lanes_for(dt);
-        let nb = NV * lanes as usize;
+        let lanes = cx.lanes(dt);
+        let rb = cx.reg_block();
+        let (mr, nv) = (rb.mr, rb.nv);
+        let nb = nv * lanes as usize;
         let kd = s.cg * s.taps;
         let l = s.out_plane;
         let esize = (dt.bits() / 8).max(1);
@@ -94,8 +95,8 @@ impl Plan {
         if base < want {
             for cand in 2..=s.mg {
                 if !s.mg.is_multiple_of(cand)
-                    || s.mg / cand < 4 * MR
-                    || !(s.mg / cand).is_multiple_of(MR)
+                    || s.mg / cand < 4 * mr
+                    || !(s.mg / cand).is_multiple_of(mr)
                 {
                     continue;
                 }
@@ -115,6 +116,8 @@ impl Plan {
         };
         Plan {
             lanes,
+            mr,
+            nv,
             nb,
             kd,
             tile,
@@ -125,7 +128,7 @@ impl Plan {
             workers,
             pointwise,
             direct_b,
-            nblk: s.mg.div_ceil(MR),
+            nblk: s.mg.div_ceil(mr),
         }
     }
 
@@ -187,7 +190,7 @@ pub(super) fn lower(
         ),
     );
     cx.schedule("vector", AttrValue::Int(p.lanes as i64));
-    cx.schedule("tile", AttrValue::Ints(vec![MR as i64, p.nb as i64]));
+    cx.schedule("tile", AttrValue::Ints(vec![p.mr as i64, p.nb as i64]));
     cx.schedule("tile_cols", AttrValue::Int(p.tile as i64));
     cx.schedule("m_chunk", AttrValue::Int(p.mc as i64));
     cx.schedule("workers", AttrValue::Int(p.workers as i64));
@@ -247,7 +250,7 @@ pub(super) fn lower(
     // hold whole blocks.
     let a0 = cx.b.let_(
         "a0",
-        gi * (p.nblk * p.kd * MR) as i64 + chunk * (p.mc * p.kd) as i64,
+        gi * (p.nblk * p.kd * p.mr) as i64 + chunk * (p.mc * p.kd) as i64,
     );
     let task = Task {
         s,
@@ -280,18 +283,19 @@ fn pack_weights(
     kind: LoopKind,
 ) -> BufId {
     let blocks = s.g * p.nblk;
-    let wpack = cx.scratch("wpack", dt, (blocks * p.kd * MR).max(1));
+    let wpack = cx.scratch("wpack", dt, (blocks * p.kd * p.mr).max(1));
     let rb = cx.b.begin_for("rb", 0, blocks, 1, kind);
     let g = cx.b.let_("g", rb.clone() / p.nblk as i64);
     let bi = cx.b.let_("bi", rb.clone() % p.nblk as i64);
-    let row0 = cx.b.let_("row0", bi * MR as i64);
+    let row0 = cx.b.let_("row0", bi * p.mr as i64);
     let src =
         cx.b.let_("wsrc", (g * s.mg as i64 + row0.clone()) * p.kd as i64);
-    let dst = cx.b.let_("wdst", rb * (p.kd * MR) as i64);
-    let mask = (!s.mg.is_multiple_of(MR)).then(|| cx.b.let_("rows", Expr::idx(s.mg as i64) - row0));
+    let dst = cx.b.let_("wdst", rb * (p.kd * p.mr) as i64);
+    let mask =
+        (!s.mg.is_multiple_of(p.mr)).then(|| cx.b.let_("rows", Expr::idx(s.mg as i64) - row0));
     let k = cx.b.begin_for("p", 0, p.kd, 1, LoopKind::Serial);
-    let v = Expr::load_vec(w, src + k.clone(), MR as u16, p.kd as i64, mask);
-    cx.b.store_vec(wpack, dst + k * MR as i64, v, 1, None);
+    let v = Expr::load_vec(w, src + k.clone(), p.mr as u16, p.kd as i64, mask);
+    cx.b.store_vec(wpack, dst + k * p.mr as i64, v, 1, None);
     cx.b.end_for();
     cx.b.end_for();
     wpack
@@ -443,11 +447,11 @@ fn pack(
 impl Task<'_> {
     fn run(&self, cx: &mut NodeCx) -> Result<(), Unsupported> {
         let p = self.plan;
-        let full_rows = p.mc / MR * MR;
+        let full_rows = p.mc / p.mr * p.mr;
         let nb = p.nb as i64;
         let mut row_blocks: Vec<(Option<Expr>, usize)> = Vec::new();
         if full_rows > 0 {
-            row_blocks.push((None, MR));
+            row_blocks.push((None, p.mr));
         }
         if full_rows < p.mc {
             row_blocks.push((Some(Expr::idx(full_rows as i64)), p.mc - full_rows));
@@ -455,7 +459,7 @@ impl Task<'_> {
         for (at, mr) in row_blocks {
             let (i, open) = match at {
                 None => (
-                    cx.b.begin_for("i", 0, full_rows, MR as i64, LoopKind::Serial),
+                    cx.b.begin_for("i", 0, full_rows, p.mr as i64, LoopKind::Serial),
                     true,
                 ),
                 Some(e) => (e, false),
@@ -498,13 +502,13 @@ impl Task<'_> {
         let p = self.plan;
         let l = p.lanes;
         let vty = Ty::vector(self.dt, l);
-        let masks: Vec<Option<Expr>> = (0..NV)
+        let masks: Vec<Option<Expr>> = (0..p.nv)
             .map(|c| tail.then(|| self.tl.clone() - j.clone() - (c * l as usize) as i64))
             .map(|m| m.map(|m| cx.b.let_("mask", m)))
             .collect();
         let mut acc = Vec::new();
         for r in 0..mr {
-            for c in 0..NV {
+            for c in 0..p.nv {
                 acc.push(cx.b.decl(&format!("c{r}{c}"), Expr::constant(0.0, vty)));
             }
         }
@@ -533,12 +537,12 @@ impl Task<'_> {
             let idx = Expr::Var(ap) + r as i64;
             let a =
                 cx.b.let_(&format!("a{r}"), Expr::load(self.wpack, idx).splat(l));
-            for c in 0..NV {
-                let v = acc[r * NV + c];
+            for c in 0..p.nv {
+                let v = acc[r * p.nv + c];
                 cx.b.assign(v, Expr::mul_add(a.clone(), bv[c].clone(), Expr::Var(v)));
             }
         }
-        cx.b.assign(ap, Expr::Var(ap) + MR as i64);
+        cx.b.assign(ap, Expr::Var(ap) + p.mr as i64);
         cx.b.end_for();
         let s = self.s;
         let view = [s.n, s.m, s.out_plane];
@@ -548,7 +552,7 @@ impl Task<'_> {
                 .bias
                 .map(|b| cx.b.let_("bias", Expr::load(b, mm.clone()).splat(l)));
             for (c, mask) in masks.iter().enumerate() {
-                let mut v = Expr::Var(acc[r * NV + c]);
+                let mut v = Expr::Var(acc[r * p.nv + c]);
                 if let Some(bv) = &bias {
                     v = Expr::bin(BinOp::Add, v, bv.clone());
                 }

@@ -12,7 +12,7 @@
 use super::super::cx::NodeCx;
 use super::super::{Unsupported, unsupported};
 use super::window::{self, Body, Out, Tap};
-use super::{PARALLEL_MIN, lanes_for, lowest, plane_loop};
+use super::{PARALLEL_MIN, lowest, plane_loop};
 use saturn_ir::kernel::{BinOp, BufId, Expr, ReduceOp, Ty, UnOp, VarId};
 use saturn_ir::ops::{AxisWindow, Windowed};
 use saturn_ir::tensor::strides;
@@ -86,7 +86,7 @@ pub(super) fn lower(cx: &mut NodeCx, op: &Op) -> Result<(), Unsupported> {
         return unsupported(format!("storage_order {storage_order}"));
     }
     let taps: usize = axes.iter().map(|a| a.kernel.min(a.input.max(1))).product();
-    let lanes = if with_indices { 1 } else { lanes_for(dt) };
+    let lanes = if with_indices { 1 } else { cx.lanes(dt) };
     cx.schedule("vector", AttrValue::Int(lanes as i64));
     let parallel = n * c >= 2 && n * c * out_plane * taps.max(1) >= PARALLEL_MIN;
     let (pn, pc) = plane_loop(cx, n, c, parallel);
@@ -307,7 +307,7 @@ pub(super) fn lower_global(cx: &mut NodeCx, op: &Op) -> Result<(), Unsupported> 
     if plane == 0 && kind == Kind::Max {
         return unsupported("global max pool of an empty plane");
     }
-    let lanes = lanes_for(dt);
+    let lanes = cx.lanes(dt);
     let l = lanes as usize;
     let full = plane / l * l;
     cx.schedule("vector", AttrValue::Int(lanes as i64));

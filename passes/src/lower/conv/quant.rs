@@ -12,7 +12,7 @@
 use super::super::cx::NodeCx;
 use super::super::{Unsupported, unsupported};
 use super::window::{self, Body, Out, Tap};
-use super::{ConvShape, PARALLEL_MIN, lanes_for, plane_loop};
+use super::{ConvShape, PARALLEL_MIN, plane_loop};
 use saturn_ir::kernel::{BinOp, BufId, Expr, LoopKind, Ty, UnOp, VarId};
 use saturn_ir::ops::Windowed;
 use saturn_ir::{AttrValue, DType, Op};
@@ -142,7 +142,7 @@ pub(super) fn lower(cx: &mut NodeCx, op: &Op) -> Result<(), Unsupported> {
     if s.n * s.m * s.out_plane == 0 {
         return Ok(());
     }
-    let lanes = lanes_for(DType::I32);
+    let lanes = cx.lanes(DType::I32);
     cx.schedule("conv", AttrValue::Str("direct".into()));
     cx.schedule("vector", AttrValue::Int(lanes as i64));
     let work = s.n * s.m * s.out_plane * s.cg * s.taps;

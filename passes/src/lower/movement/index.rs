@@ -351,7 +351,7 @@ pub(super) fn scatter_nd(cx: &mut NodeCx, red: ScatterReduction) -> R {
     }
     let off = cx.b.let_("target", off);
     let ub = cx.b.let_("ub", t * slice as i64);
-    let vl = copy_lanes(dt);
+    let vl = copy_lanes(cx, dt);
     let lanes = if slice >= vl as usize { vl } else { 1 };
     // Within one tuple the targets are distinct, so a vector of them is
     // as good as one by one.

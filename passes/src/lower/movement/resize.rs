@@ -804,7 +804,7 @@ fn separable(cx: &mut NodeCx, op: &Resize, s: &[usize], passes: &[Pass], fill: f
     } else {
         DType::F64
     };
-    let lanes = copy_lanes(cdt);
+    let lanes = copy_lanes(cx, cdt);
     cx.schedule("vector", AttrValue::Int(lanes as i64));
     let mut shape = s.to_vec();
     let mut src: BufId = input(cx, 0)?;
