@@ -266,6 +266,15 @@ pub fn build_plan(g: &Graph, lowered: &Lowered) -> Result<Plan, BackendError> {
                 for (a, b) in args.iter().zip(&k.bufs) {
                     slots.push(match a {
                         Arg::Value(v) => slot(&mut plan, *v)?,
+                        Arg::Const(t) => {
+                            plan.slots.push(Slot {
+                                name: format!("{}.{}", k.name, b.name),
+                                dtype: t.dtype(),
+                                shape: t.shape().to_vec(),
+                                kind: SlotKind::Const(t.clone()),
+                            });
+                            plan.slots.len() - 1
+                        }
                         Arg::Scratch => {
                             debug_assert_eq!(b.kind, BufKind::Scratch);
                             let len = b.len.as_int().ok_or_else(|| {

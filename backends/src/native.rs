@@ -25,6 +25,11 @@ pub trait Codegen: Send + Sync {
     /// A relocatable, position-independent object exporting each kernel
     /// as `{prefix}{name}`.
     fn object(&self, kernels: &[Kernel], prefix: &str) -> Result<Vec<u8>, BackendError>;
+    /// The assembly of `kernels`, where the code generator can print it.
+    fn assembly(&self, kernels: &[Kernel]) -> Result<Option<String>, BackendError> {
+        let _ = kernels;
+        Ok(None)
+    }
 }
 
 /// `target` as the lowering sees it for `codegen`: vectors as wide as the

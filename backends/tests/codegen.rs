@@ -953,6 +953,50 @@ fn check_transpose<T: El>(lanes: u16) {
     }
 }
 
+/// Strides of 2 to 4 (which LLVM reads as one contiguous span and a
+/// shuffle): every lane count and mask, the last lane at the very end of
+/// the buffer.
+#[test]
+fn small_strides_with_masks() {
+    for stride in 2..=4i64 {
+        for lanes in [2u16, 4, 8, 16] {
+            let l = lanes as i64;
+            let n = (l - 1) * stride + 1;
+            let counts = [-1, 0, 1, l - 1, l, l + 3];
+            let mut b = KernelBuilder::new("span");
+            let x = b.input("x", DType::F32, n);
+            let y = b.output("y", DType::F32, l * counts.len() as i64);
+            for (c, &count) in counts.iter().enumerate() {
+                let mask = (count != l).then(|| Expr::idx(count));
+                let v = Expr::load_vec(x, Expr::idx(0), lanes, stride, mask);
+                b.store_vec(y, Expr::idx(c as i64 * l), v, 1, None);
+            }
+            let k = b.finish();
+            let xs: Vec<f32> = (0..n).map(|i| i as f32 + 0.5).collect();
+            let mut expect = Vec::new();
+            for &count in &counts {
+                for lane in 0..l {
+                    let v = if lane < count {
+                        (lane * stride) as f32 + 0.5
+                    } else {
+                        0.0
+                    };
+                    expect.push(v.to_le_bytes().to_vec());
+                }
+            }
+            let out = vec![0xCDu8; (l as usize) * counts.len() * 4];
+            for r in run(&k, &[to_bytes(&xs), out], &[]) {
+                check_elems(
+                    &format!("{} stride {stride} x{lanes}", r.cpu),
+                    DType::F32,
+                    &r.bufs[1],
+                    &expect,
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn strided_loads_and_stores() {
     check_transpose::<i32>(4);

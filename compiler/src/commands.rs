@@ -205,6 +205,7 @@ pub fn compile(
     sel: &Selection,
     report: bool,
     print_kernels: bool,
+    emit_asm: Option<&Path>,
 ) -> Result<()> {
     let target = &sel.target;
     let t0 = Instant::now();
@@ -244,6 +245,16 @@ pub fn compile(
         for k in &lib.lowered.kernels {
             eprintln!("{}", saturn_ir::kernel::text::print_kernel(k));
         }
+    }
+    if let Some(path) = emit_asm {
+        let asm = sel.codegen.assembly(&lib.lowered.kernels)?.ok_or_else(|| {
+            format!(
+                "the {} code generator does not print assembly (use --backend llvm)",
+                sel.codegen.name()
+            )
+        })?;
+        std::fs::write(path, asm).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
     }
     for f in &lib.files {
         println!("wrote {}", f.display());

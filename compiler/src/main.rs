@@ -99,6 +99,9 @@ enum Command {
         /// Print the Kernel IR of every kernel to stderr.
         #[arg(long)]
         print_kernels: bool,
+        /// Write the assembly of the kernels to FILE (`--backend llvm`).
+        #[arg(long, value_name = "FILE")]
+        emit_asm: Option<PathBuf>,
         /// What to compile for: `host` (this machine), a reference target
         /// (x86-64-avx512, x86-64-avx2, x86-64-sse2, aarch64-neon) or, with `--backend
         /// llvm`, an LLVM target triple such as `x86_64-unknown-linux-gnu`
@@ -231,6 +234,7 @@ fn run(cmd: Command) -> Result<()> {
             shape,
             report,
             print_kernels,
+            emit_asm,
             target,
             cpu,
             features,
@@ -246,6 +250,7 @@ fn run(cmd: Command) -> Result<()> {
                 &sel,
                 report,
                 print_kernels,
+                emit_asm.as_deref(),
             )
         }
         Command::Bench {

@@ -325,14 +325,34 @@ fn conv_tiles_chunks_and_workers() {
 #[test]
 fn conv_with_constant_weights() {
     let mut rng = Rng(8);
-    let w = rng.tensor(DType::F32, &[4, 2, 3, 3], 1.0);
-    let b = rng.tensor(DType::F32, &[4], 1.0);
-    let g = single(
-        conv_op(1, &[1, 1], &[], &[1, 1, 1, 1]),
-        &[tt(DType::F32, &[1, 2, 5, 6])],
-        &[(1, w), (2, b)],
-    );
-    check(&g, vec![rng.tensor(DType::F32, &[1, 2, 5, 6], 1.0)]);
+    // Weights repacked at compile time: the kernel reads a constant
+    // `wpack` buffer, not the weights, and packs nothing per call.
+    for (xs, ws, group) in [
+        (vec![1, 2, 5, 6], vec![4, 2, 3, 3], 1),
+        (vec![2, 8, 9, 7], vec![12, 4, 3, 3], 2),
+        (vec![1, 16, 6, 6], vec![10, 16, 1, 1], 1),
+    ] {
+        let w = rng.tensor(DType::F32, &ws, 1.0);
+        let b = rng.tensor(DType::F32, &[ws[0]], 1.0);
+        let g = single(
+            conv_op(group, &[1, 1], &[], &[1, 1, 1, 1]),
+            &[tt(DType::F32, &xs)],
+            &[(1, w), (2, b)],
+        );
+        let l = check(&g, vec![rng.tensor(DType::F32, &xs, 1.0)]);
+        let k = only_kernel(&l);
+        let names: Vec<&str> = k.bufs.iter().map(|b| b.name.as_str()).collect();
+        assert!(
+            k.bufs
+                .iter()
+                .any(|b| b.name == "wpack" && b.kind == saturn_ir::kernel::BufKind::Input),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&"c1"),
+            "the original weights are not read: {names:?}"
+        );
+    }
 }
 
 #[test]
@@ -975,5 +995,101 @@ fn qlinear_conv_cases() {
                 );
             }
         }
+    }
+}
+
+/// Small planes with many channels put the channels in the vector lanes
+/// on wide targets (positions would mostly be padding): plain, strided,
+/// 1×1, grouped, a partial last channel block, constant weights, bias and
+/// a fused residual + ReLU epilogue.
+#[test]
+fn small_planes_put_channels_in_lanes() {
+    let mut rng = Rng(31);
+    for (xs, ws, group, strides, pads, konst) in [
+        (
+            vec![1, 16, 7, 7],
+            vec![64, 16, 3, 3],
+            1,
+            vec![],
+            vec![1, 1, 1, 1],
+            false,
+        ),
+        (
+            vec![1, 16, 14, 14],
+            vec![64, 16, 3, 3],
+            1,
+            vec![2, 2],
+            vec![1, 1, 1, 1],
+            true,
+        ),
+        (
+            vec![2, 24, 7, 7],
+            vec![80, 24, 1, 1],
+            1,
+            vec![],
+            vec![],
+            true,
+        ),
+        (
+            vec![1, 32, 5, 5],
+            vec![128, 16, 3, 3],
+            2,
+            vec![],
+            vec![1, 1, 1, 1],
+            false,
+        ),
+        (
+            vec![1, 8, 9, 9],
+            vec![88, 8, 3, 3],
+            1,
+            vec![1, 1],
+            vec![0, 0, 0, 0],
+            true,
+        ),
+    ] {
+        let op = conv_op(group, &[], &strides, &pads);
+        let w = rng.tensor(DType::F32, &ws, 1.0);
+        let b = rng.tensor(DType::F32, &[ws[0]], 1.0);
+        let x = rng.tensor(DType::F32, &xs, 1.0);
+        let mut gb = GraphBuilder::new("g");
+        let xv = gb.input("x", tt(DType::F32, &xs)).unwrap();
+        let (wv, bv) = if konst {
+            (
+                gb.constant("w", w.clone()).unwrap(),
+                gb.constant("b", b.clone()).unwrap(),
+            )
+        } else {
+            (
+                gb.input("w", tt(DType::F32, &ws)).unwrap(),
+                gb.input("b", tt(DType::F32, &[ws[0]])).unwrap(),
+            )
+        };
+        let y = gb.op(op, &[xv, wv, bv]).unwrap();
+        let yshape = gb.graph().ty(y).shape.as_known().unwrap();
+        let res = gb.input("r", tt(DType::F32, &yshape)).unwrap();
+        let z = gb.op(Add {}, &[y, res]).unwrap();
+        let z = gb.op(Relu {}, &[z]).unwrap();
+        let g = gb.finish(vec![z]);
+        let r = rng.tensor(DType::F32, &yshape, 1.0);
+        let inputs = if konst {
+            vec![x.clone(), r.clone()]
+        } else {
+            vec![x.clone(), w.clone(), b.clone(), r.clone()]
+        };
+        check(&g, inputs.clone());
+        let l = common::check_for(
+            &g,
+            inputs,
+            &LowerOptions::default(),
+            1e-4,
+            1e-5,
+            "x86-64-avx512",
+        );
+        let k = only_kernel(&l);
+        assert_eq!(
+            k.schedule.get("lanes_along"),
+            Some(&AttrValue::Str("channels".into())),
+            "{xs:?} {ws:?}"
+        );
     }
 }

@@ -193,3 +193,34 @@ fn empty_products_store_nothing_or_zeros() {
         ],
     );
 }
+
+/// Constant weights (B) are packed at compile time into a constant
+/// buffer of the kernel, plain and transposed, with remainders; the
+/// kernel no longer reads the original weights.
+#[test]
+fn constant_weights_are_packed_at_compile_time() {
+    let mut r = Rng(21);
+    for (m, n, k) in [(70, 50, 80), (33, 13, 330), (40, 36, 100)] {
+        for tb in [false, true] {
+            let op = Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                transA: false,
+                transB: tb,
+            };
+            let sb = if tb { [n, k] } else { [k, n] };
+            let w = r.tensor(DType::F32, &sb, 1.0);
+            let g = single(op, &[f32s(&[m, k])], &[(1, w)]);
+            let l = check(&g, vec![r.tensor(DType::F32, &[m, k], 1.0)]);
+            let k0 = &l.kernels[0];
+            assert_eq!(schedule(&l, "gemm"), Some(AttrValue::Str("packed".into())));
+            assert!(
+                k0.bufs
+                    .iter()
+                    .any(|b| b.name == "packed_b" && b.kind == saturn_ir::kernel::BufKind::Input)
+            );
+            // x, the packed weights, the output and A's scratch.
+            assert_eq!(k0.bufs.len(), 4, "{:?}", k0.bufs);
+        }
+    }
+}

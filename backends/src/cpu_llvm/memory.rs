@@ -12,6 +12,11 @@ use inkwell::values::{BasicValue, BasicValueEnum, IntValue, PointerValue, Vector
 use saturn_ir::DType;
 use saturn_ir::kernel::{BufId, Expr, Ty};
 
+/// Strided loads up to this stride read their span contiguously and
+/// shuffle, if the span has at most [`MAX_SPAN_LANES`] elements.
+const MAX_SPAN_STRIDE: i64 = 4;
+const MAX_SPAN_LANES: i64 = 64;
+
 impl<'a, 'ctx> FnLower<'a, 'ctx> {
     /// The element type and base address of a buffer.
     fn buffer(&self, buf: BufId) -> R<(DType, PointerValue<'ctx>)> {
@@ -149,6 +154,50 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 let m = self.lane_mask(n, lanes)?;
                 let v = self.masked_load(f, &[addr.into(), m.into(), mt.const_zero()], align)?;
                 self.scalar_if_one(v, lanes)?
+            }
+            _ if (2..=MAX_SPAN_STRIDE).contains(&stride)
+                && (lanes as i64 * stride) <= MAX_SPAN_LANES =>
+            {
+                // A small stride: one contiguous masked load of the span
+                // the lanes cover (never past the last lane read), then a
+                // shuffle picking every `stride`-th element. Much cheaper
+                // than a gather.
+                let span = lanes as i64 * stride;
+                let st = vector_of(et, span as u16);
+                let addr = self.element(et, base, idx)?;
+                // Elements read: (active - 1) · stride + 1.
+                let full = self.index(lanes as i64);
+                let active = match count {
+                    Some(n) => {
+                        let less = self.b.build_int_compare(IntPredicate::SLT, n, full, "")?;
+                        self.b.build_select(less, n, full, "")?.into_int_value()
+                    }
+                    None => full,
+                };
+                let last = self.b.build_int_nsw_mul(
+                    self.b.build_int_sub(active, self.index(1), "")?,
+                    self.index(stride),
+                    "",
+                )?;
+                let reach = self.b.build_int_add(last, self.index(1), "")?;
+                let reach = self.b.build_select(
+                    self.b
+                        .build_int_compare(IntPredicate::SGT, active, self.index(0), "")?,
+                    reach,
+                    self.index(0),
+                    "",
+                )?;
+                let f = self.intrinsic("llvm.masked.load", &[st, ptr_t])?;
+                let m = self.lane_mask(reach.into_int_value(), span as u16)?;
+                let wide = self.masked_load(f, &[addr.into(), m.into(), st.const_zero()], align)?;
+                let pick: Vec<_> = (0..lanes as u64)
+                    .map(|i| self.c.i32_type().const_int(i * stride as u64, false))
+                    .collect();
+                let pick = inkwell::types::VectorType::const_vector(&pick);
+                let wide = wide.into_vector_value();
+                self.b
+                    .build_shuffle_vector(wide, wide.get_type().get_poison(), pick, "")?
+                    .into()
             }
             _ => {
                 let ptrs = self.lane_addrs(et, base, idx, lanes, stride)?;

@@ -350,6 +350,12 @@ impl crate::native::Codegen for Llvm {
         self.emit_object(kernels, prefix)
             .map_err(|e| crate::BackendError::Run(e.to_string()))
     }
+
+    fn assembly(&self, kernels: &[Kernel]) -> Result<Option<String>, crate::BackendError> {
+        self.emit_asm(kernels)
+            .map(Some)
+            .map_err(|e| crate::BackendError::Run(e.to_string()))
+    }
 }
 
 impl crate::native::JitCode for LlvmJit {

@@ -318,6 +318,128 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// Which buffers the body reads or writes.
+    pub fn used_bufs(&self) -> Vec<bool> {
+        let mut used = vec![false; self.bufs.len()];
+        let mut mark = |b: BufId| {
+            if let Some(u) = used.get_mut(b.0 as usize) {
+                *u = true;
+            }
+        };
+        fn stores(stmts: &[Stmt], mark: &mut impl FnMut(BufId)) {
+            for s in stmts {
+                match s {
+                    Stmt::Store { buf, .. } => mark(*buf),
+                    Stmt::For { body, .. } => stores(body, mark),
+                    Stmt::If { then_, else_, .. } => {
+                        stores(then_, mark);
+                        stores(else_, mark);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        stores(&self.body, &mut mark);
+        visit_exprs(&self.body, &mut |e| {
+            if let Expr::Load { buf, .. } = e {
+                mark(*buf);
+            }
+        });
+        used
+    }
+
+    /// Keeps the buffers `keep` says to (in order) and renumbers every
+    /// reference; the body must not use a dropped buffer.
+    pub fn retain_bufs(&mut self, keep: &[bool]) {
+        let mut map = Vec::with_capacity(self.bufs.len());
+        let mut next = 0u32;
+        for &k in keep {
+            map.push(k.then(|| {
+                next += 1;
+                BufId(next - 1)
+            }));
+        }
+        let mut i = 0;
+        self.bufs.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let remap = |b: &mut BufId| {
+            *b = map[b.0 as usize].expect("a dropped buffer is used");
+        };
+        fn expr(e: &mut Expr, f: &impl Fn(&mut BufId)) {
+            match e {
+                Expr::Var(_) | Expr::Dim(_) | Expr::Int(..) | Expr::Float(..) => {}
+                Expr::Load {
+                    buf, index, mask, ..
+                } => {
+                    f(buf);
+                    expr(index, f);
+                    if let Some(m) = mask {
+                        expr(m, f);
+                    }
+                }
+                Expr::Unary(_, a)
+                | Expr::Cast(_, a)
+                | Expr::Bitcast(_, a)
+                | Expr::Splat(_, a)
+                | Expr::Extract(a, _)
+                | Expr::Reduce(_, a) => expr(a, f),
+                Expr::Binary(_, a, b) => {
+                    expr(a, f);
+                    expr(b, f);
+                }
+                Expr::MulAdd(a, b, c) | Expr::Select(a, b, c) => {
+                    expr(a, f);
+                    expr(b, f);
+                    expr(c, f);
+                }
+                Expr::Call(_, args, _) => args.iter_mut().for_each(|a| expr(a, f)),
+            }
+        }
+        fn block(stmts: &mut [Stmt], f: &impl Fn(&mut BufId)) {
+            for s in stmts {
+                match s {
+                    Stmt::Let { value, .. } | Stmt::Assign { value, .. } => expr(value, f),
+                    Stmt::Decl { init, .. } => expr(init, f),
+                    Stmt::Store {
+                        buf,
+                        index,
+                        value,
+                        mask,
+                        ..
+                    } => {
+                        f(buf);
+                        expr(index, f);
+                        expr(value, f);
+                        if let Some(m) = mask {
+                            expr(m, f);
+                        }
+                    }
+                    Stmt::For {
+                        start, end, body, ..
+                    } => {
+                        expr(start, f);
+                        expr(end, f);
+                        block(body, f);
+                    }
+                    Stmt::If { cond, then_, else_ } => {
+                        expr(cond, f);
+                        block(then_, f);
+                        block(else_, f);
+                    }
+                    Stmt::Call { args, .. } => args.iter_mut().for_each(|a| expr(a, f)),
+                }
+            }
+        }
+        for b in &mut self.bufs {
+            expr(&mut b.len, &remap);
+        }
+        block(&mut self.body, &remap);
+    }
+}
+
 /// Walks every expression of a statement list, outermost first.
 pub fn visit_exprs<'a>(stmts: &'a [Stmt], f: &mut impl FnMut(&'a Expr)) {
     fn expr<'a>(e: &'a Expr, f: &mut impl FnMut(&'a Expr)) {

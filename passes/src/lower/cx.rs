@@ -184,6 +184,12 @@ impl<'a> NodeCx<'a> {
         self.g.ty(self.in_value(i).expect("input")).dtype
     }
 
+    /// The constant bound to buffer `b`, if `b` holds a graph constant.
+    pub fn const_of_buf(&self, b: BufId) -> Option<&'a Tensor> {
+        let v = self.bufs.iter().find(|(_, x)| **x == b).map(|(v, _)| *v)?;
+        self.g.const_value(v).map(|t| &**t)
+    }
+
     /// The constant value of the anchor's input `i`, if it is one.
     pub fn in_const(&self, i: usize) -> Option<&'a Tensor> {
         self.g.const_value(self.in_value(i)?).map(|t| &**t)
@@ -291,9 +297,35 @@ impl<'a> NodeCx<'a> {
         Ok(())
     }
 
+    /// The kernel and its arguments; input buffers the body never reads
+    /// (a weight the lowering repacked at compile time) are dropped.
     pub(crate) fn finish(self) -> Result<(Kernel, Vec<Arg>), Unsupported> {
-        let k = self.b.finish();
-        Ok((k, self.args))
+        let mut k = self.b.finish();
+        let used = k.used_bufs();
+        let keep: Vec<bool> = k
+            .bufs
+            .iter()
+            .zip(&used)
+            .map(|(b, &u)| u || b.kind != saturn_ir::kernel::BufKind::Input)
+            .collect();
+        let mut args = self.args;
+        if keep.iter().any(|k| !k) {
+            k.retain_bufs(&keep);
+            let mut i = 0;
+            args.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        Ok((k, args))
+    }
+
+    /// An input buffer holding `t`, computed now (at compile time): e.g.
+    /// constant weights in the layout the micro-kernel reads.
+    pub fn const_buf(&mut self, name: &str, t: Tensor) -> BufId {
+        let b = self.b.input(name, t.dtype(), t.numel());
+        self.args.push(Arg::Const(std::sync::Arc::new(t)));
+        b
     }
 
     /// Declares a scratch buffer bound to working memory.

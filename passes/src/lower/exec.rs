@@ -51,6 +51,9 @@ pub fn run_lowered(
                             None => vec![0xFF; bytes],
                         },
                         Arg::Scratch => vec![0xFF; bytes],
+                        Arg::Const(t) => t
+                            .to_le_bytes()
+                            .ok_or_else(|| format!("constant `{}` has no byte form", buf.name))?,
                     });
                 }
                 {

@@ -61,6 +61,9 @@ pub enum Arg {
     /// Working memory of the kernel's buffer at this position; its length
     /// is the buffer's (static) length.
     Scratch,
+    /// Data the lowering computed from constants (weights repacked into
+    /// the layout a micro-kernel reads), an input buffer of the kernel.
+    Const(std::sync::Arc<saturn_ir::Tensor>),
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -20,7 +20,7 @@ use super::cx::NodeCx;
 use super::cx::RegBlock;
 use super::linalg::{GemmSpec, finish_value, offset};
 use saturn_ir::kernel::{BufId, Expr, LoopKind, Ty};
-use saturn_ir::{AttrValue, DType};
+use saturn_ir::{AttrValue, DType, Tensor};
 
 /// Whether the packed kernel pays for its packing on this problem.
 pub fn applies(s: &GemmSpec, rblk: RegBlock) -> bool {
@@ -82,11 +82,36 @@ pub fn lower(
         DType::F32,
         a_len * if a_vary { nbatch } else { 1 },
     );
-    let bp = cx.scratch(
-        "packed_b",
-        DType::F32,
-        b_len * if b_vary { nbatch } else { 1 },
-    );
+    // Constant B (weights) is packed once, now; otherwise per call.
+    let b_const = (!b_vary).then(|| cx.const_of_buf(s.b.buf)).flatten();
+    let bp = match b_const {
+        Some(t) => {
+            let src = t.to_f64_vec();
+            let nr = rblk.nr();
+            let mut out = vec![0.0f64; b_len.max(1)];
+            for q in 0..panels_n {
+                for kk in 0..k {
+                    for c in 0..nr {
+                        let col = q * nr + c;
+                        if col < n {
+                            let at = kk as i64 * s.b.rs + col as i64 * s.b.cs;
+                            out[(q * k + kk) * nr + c] = src[at as usize];
+                        }
+                    }
+                }
+            }
+            let len = out.len();
+            cx.const_buf(
+                "packed_b",
+                Tensor::from_vec(vec![len], out).cast(s.dtype, false),
+            )
+        }
+        None => cx.scratch(
+            "packed_b",
+            DType::F32,
+            b_len * if b_vary { nbatch } else { 1 },
+        ),
+    };
     let flat_b = flat_batch(&s.batch, bidx);
     let a_base = if a_vary {
         flat_b.clone() * a_len as i64
@@ -99,33 +124,35 @@ pub fn lower(
         Expr::idx(0)
     };
 
-    // Pack B: panel q, row k, its NR columns (the last panel partly).
-    let l = rblk.lanes as u16;
-    let q = cx.b.begin_for("q", 0, panels_n, 1, LoopKind::Parallel);
-    let kk = cx.b.begin_for("k", 0, k, 1, LoopKind::Serial);
-    for v in 0..rblk.nv {
-        let col = q.clone() * rblk.nr() as i64 + (v * rblk.lanes) as i64;
-        let rest = cx.b.let_("rest", Expr::idx(n as i64) - col.clone());
-        // Columns past N: a masked load reads zeros, never out of bounds.
-        let mask = Expr::select(
-            rest.clone().lt(Expr::idx(rblk.lanes as i64)),
-            rest.max(Expr::idx(0)),
-            Expr::idx(rblk.lanes as i64),
-        );
-        let src = offset(
-            &s.b,
-            bidx,
-            kk.clone(),
-            col.clone().min(Expr::idx(n as i64 - 1)),
-        );
-        let x = Expr::load_vec(s.b.buf, src, l, s.b.cs, Some(mask));
-        let dst = b_base.clone()
-            + (q.clone() * k as i64 + kk.clone()) * rblk.nr() as i64
-            + (v * rblk.lanes) as i64;
-        cx.b.store_vec(bp, dst, x, 1, None);
+    if b_const.is_none() {
+        // Pack B: panel q, row k, its NR columns (the last panel partly).
+        let l = rblk.lanes as u16;
+        let q = cx.b.begin_for("q", 0, panels_n, 1, LoopKind::Parallel);
+        let kk = cx.b.begin_for("k", 0, k, 1, LoopKind::Serial);
+        for v in 0..rblk.nv {
+            let col = q.clone() * rblk.nr() as i64 + (v * rblk.lanes) as i64;
+            let rest = cx.b.let_("rest", Expr::idx(n as i64) - col.clone());
+            // Columns past N: a masked load reads zeros, never out of bounds.
+            let mask = Expr::select(
+                rest.clone().lt(Expr::idx(rblk.lanes as i64)),
+                rest.max(Expr::idx(0)),
+                Expr::idx(rblk.lanes as i64),
+            );
+            let src = offset(
+                &s.b,
+                bidx,
+                kk.clone(),
+                col.clone().min(Expr::idx(n as i64 - 1)),
+            );
+            let x = Expr::load_vec(s.b.buf, src, l, s.b.cs, Some(mask));
+            let dst = b_base.clone()
+                + (q.clone() * k as i64 + kk.clone()) * rblk.nr() as i64
+                + (v * rblk.lanes) as i64;
+            cx.b.store_vec(bp, dst, x, 1, None);
+        }
+        cx.b.end_for();
+        cx.b.end_for();
     }
-    cx.b.end_for();
-    cx.b.end_for();
 
     // Row blocks in parallel; each packs its rows of A, then walks its
     // column blocks.

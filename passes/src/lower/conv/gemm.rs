@@ -26,7 +26,7 @@ use super::super::cx::NodeCx;
 use super::ConvShape;
 use saturn_ir::kernel::build::KernelBuilder;
 use saturn_ir::kernel::{BinOp, BufId, Expr, LoopKind, Ty};
-use saturn_ir::tensor::strides;
+use saturn_ir::tensor::{Tensor, strides};
 use saturn_ir::{AttrValue, DType};
 
 /// Widest tile of output positions.
@@ -34,8 +34,21 @@ const MAX_TILE: usize = 1024;
 /// Largest scratch panel set, in elements.
 pub(super) const MAX_SCRATCH: usize = 1 << 26;
 
+/// What the vector lanes of the micro-kernel run along.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Along {
+    /// Output positions: `mr` channels (broadcast weights) × `nb`
+    /// positions (vectors of the unfolded input).
+    Positions,
+    /// Output channels: `mr` positions (broadcast inputs) × `nb` channels
+    /// (vectors of packed weights). For small planes, where vectors of
+    /// positions would be mostly padding.
+    Channels,
+}
+
 /// The tiling of one convolution.
 pub(super) struct Plan {
+    along: Along,
     lanes: u16,
     /// Rows and vectors of columns of a register block.
     mr: usize,
@@ -56,15 +69,21 @@ pub(super) struct Plan {
     pointwise: bool,
     /// Whether `B` is read from the input as it is (else packed).
     direct_b: bool,
-    /// Row blocks per group (the last may be partial).
+    /// Blocks of the broadcast side (channels; for [`Along::Channels`],
+    /// of the vector side) per group, the last may be partial.
     nblk: usize,
+}
+
+/// The fraction of a dimension of `n` that blocks of `b` cover usefully.
+fn fill(n: usize, b: usize) -> f64 {
+    n as f64 / (n.div_ceil(b) * b).max(1) as f64
 }
 
 impl Plan {
     pub(super) fn new(cx: &NodeCx, s: &ConvShape, dt: DType) -> Plan {
         let lanes = cx.lanes(dt);
         let rb = cx.reg_block();
-        let (mr, nv) = (rb.mr, rb.nv);
+        let nv = rb.nv;
         let nb = nv * lanes as usize;
         let kd = s.cg * s.taps;
         let l = s.out_plane;
@@ -73,6 +92,22 @@ impl Plan {
             || s.axes
                 .iter()
                 .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.output == a.input);
+        // Small planes waste most of a wide vector of positions: put the
+        // channels in the lanes instead, and pick the block of positions
+        // (6 to 8) that wastes least of the plane.
+        let cl_mr = (6..=rb.mr.max(6))
+            .rev()
+            .max_by(|&a, &b| fill(l, a).total_cmp(&fill(l, b)))
+            .unwrap_or(rb.mr);
+        let along = if lanes >= 8 && fill(l, cl_mr) * fill(s.mg, nb) > fill(l, nb) + 0.05 {
+            Along::Channels
+        } else {
+            Along::Positions
+        };
+        let (mr, step) = match along {
+            Along::Positions => (rb.mr, nb),
+            Along::Channels => (cl_mr, cl_mr),
+        };
         let l2 = cx
             .target
             .caches
@@ -80,23 +115,30 @@ impl Plan {
             .find(|c| c.level == 2)
             .map_or(256 << 10, |c| c.bytes as usize);
         let budget = (l2 / 2).clamp(32 << 10, 256 << 10);
-        let tile = (budget / (kd.max(1) * esize) / nb * nb)
-            .clamp(nb, MAX_TILE)
-            .min(l.div_ceil(nb) * nb)
-            .max(nb);
+        // Tiles of positions: a multiple of the position block, sized so a
+        // tile of the unfolded input stays in L2.
+        let tile = (budget / (kd.max(1) * esize) / step * step)
+            .clamp(step, MAX_TILE)
+            .min(l.div_ceil(step) * step)
+            .max(step);
         let tiles = l.div_ceil(tile);
-        let direct_b = pointwise;
+        let direct_b = pointwise && along == Along::Positions;
         let cores = cx.target.cores.max(1);
-        let want = 4 * cores;
+        let want = cores;
         let base = s.n * s.g * tiles;
+        // The block of output channels a chunk must be a multiple of.
+        let cblock = match along {
+            Along::Positions => mr,
+            Along::Channels => nb,
+        };
         // Few tasks: split the group's output channels into chunks that
         // divide it (so every chunk has the same static blocks).
         let mut chunks = 1;
         if base < want {
             for cand in 2..=s.mg {
                 if !s.mg.is_multiple_of(cand)
-                    || s.mg / cand < 4 * mr
-                    || !(s.mg / cand).is_multiple_of(mr)
+                    || s.mg / cand < 4 * cblock.min(mr)
+                    || !(s.mg / cand).is_multiple_of(cblock)
                 {
                     continue;
                 }
@@ -115,6 +157,7 @@ impl Plan {
             1
         };
         Plan {
+            along,
             lanes,
             mr,
             nv,
@@ -128,16 +171,46 @@ impl Plan {
             workers,
             pointwise,
             direct_b,
-            nblk: s.mg.div_ceil(mr),
+            nblk: s.mg.div_ceil(cblock),
         }
     }
 
     /// Elements of scratch the plan needs.
     pub(super) fn scratch(&self) -> usize {
+        self.panel_len() + self.transpose_scratch()
+    }
+
+    /// Positions per micro-kernel block.
+    fn pos_block(&self) -> usize {
+        match self.along {
+            Along::Positions => self.nb,
+            Along::Channels => self.mr,
+        }
+    }
+
+    /// Channels per block of packed weights.
+    fn wblock(&self) -> usize {
+        match self.along {
+            Along::Positions => self.mr,
+            Along::Channels => self.nb,
+        }
+    }
+
+    /// Elements of the unfolded-input panels.
+    fn panel_len(&self) -> usize {
         if self.direct_b {
             0
         } else {
             self.workers * self.kd * self.tile
+        }
+    }
+
+    /// Channels-in-lanes blocks go to the output through a small
+    /// transpose buffer per worker.
+    fn transpose_scratch(&self) -> usize {
+        match self.along {
+            Along::Positions => 0,
+            Along::Channels => self.workers * self.mr * self.nb,
         }
     }
 }
@@ -166,6 +239,8 @@ struct Task<'a> {
     l0: Expr,
     /// Columns of this tile.
     tl: Expr,
+    /// Channels in lanes: the transpose buffer and this worker's part.
+    tpose: Option<(BufId, Expr)>,
 }
 
 pub(super) fn lower(
@@ -190,6 +265,16 @@ pub(super) fn lower(
         ),
     );
     cx.schedule("vector", AttrValue::Int(p.lanes as i64));
+    cx.schedule(
+        "lanes_along",
+        AttrValue::Str(
+            match p.along {
+                Along::Positions => "positions",
+                Along::Channels => "channels",
+            }
+            .into(),
+        ),
+    );
     cx.schedule("tile", AttrValue::Ints(vec![p.mr as i64, p.nb as i64]));
     cx.schedule("tile_cols", AttrValue::Int(p.tile as i64));
     cx.schedule("m_chunk", AttrValue::Int(p.mc as i64));
@@ -197,7 +282,9 @@ pub(super) fn lower(
     if p.workers > 1 {
         cx.schedule("parallel", AttrValue::Str("tasks".into()));
     }
-    let panel = (!p.direct_b).then(|| cx.scratch("cols", dt, p.scratch()));
+    let panel = (!p.direct_b).then(|| cx.scratch("cols", dt, p.panel_len()));
+    let tpose =
+        (p.along == Along::Channels).then(|| cx.scratch("tpose", dt, p.transpose_scratch()));
     let kind = if p.workers > 1 {
         LoopKind::Parallel
     } else {
@@ -230,7 +317,7 @@ pub(super) fn lower(
     );
     let b = match panel {
         Some(buf) => {
-            let dbase = cx.b.let_("pbase", wk * (p.kd * p.tile) as i64);
+            let dbase = cx.b.let_("pbase", wk.clone() * (p.kd * p.tile) as i64);
             pack(&mut cx.b, s, p, dt, x, buf, &xbase, &dbase, &l0, &tl);
             BOperand {
                 buf,
@@ -250,8 +337,9 @@ pub(super) fn lower(
     // hold whole blocks.
     let a0 = cx.b.let_(
         "a0",
-        gi * (p.nblk * p.kd * p.mr) as i64 + chunk * (p.mc * p.kd) as i64,
+        gi * (p.nblk * p.kd * p.wblock()) as i64 + chunk * (p.mc * p.kd) as i64,
     );
+    let tpose = tpose.map(|t| (t, cx.b.let_("tbase", wk.clone() * (p.mr * p.nb) as i64)));
     let task = Task {
         s,
         plan: p,
@@ -264,16 +352,23 @@ pub(super) fn lower(
         m0,
         l0,
         tl,
+        tpose,
     };
-    task.run(cx)?;
+    match p.along {
+        Along::Positions => task.run(cx)?,
+        Along::Channels => task.run_channels(cx)?,
+    }
     cx.b.end_for();
     cx.b.end_for();
     Ok(())
 }
 
-/// Copies the weights `[M, K]` into scratch as `[G·nblk, K, MR]`: row `r`
-/// of block `bi` of group `g` at `((g·nblk + bi)·K + p)·MR + r` (rows past
-/// the group's end read as zeros).
+/// Copies the weights `[M, K]` as `[G·nblk, K, W]`, `W` channels per
+/// block (`mr` broadcast channels, or `nb` vector channels when channels
+/// run along the lanes): channel `r` of block `bi` of group `g` at
+/// `((g·nblk + bi)·K + p)·W + r` (channels past the group's end are
+/// zeros). Constant weights are repacked now, into a constant buffer;
+/// others in scratch, per call.
 fn pack_weights(
     cx: &mut NodeCx,
     s: &ConvShape,
@@ -283,19 +378,41 @@ fn pack_weights(
     kind: LoopKind,
 ) -> BufId {
     let blocks = s.g * p.nblk;
-    let wpack = cx.scratch("wpack", dt, (blocks * p.kd * p.mr).max(1));
+    let width = p.wblock();
+    if let Some(t) = cx.const_of_buf(w) {
+        let src = t.to_f64_vec();
+        let mut out = vec![0.0f64; (blocks * p.kd * width).max(1)];
+        for g in 0..s.g {
+            for bi in 0..p.nblk {
+                for r in 0..width {
+                    let row = bi * width + r;
+                    if row >= s.mg {
+                        continue;
+                    }
+                    let from = (g * s.mg + row) * p.kd;
+                    let to = (g * p.nblk + bi) * p.kd * width + r;
+                    for k in 0..p.kd {
+                        out[to + k * width] = src[from + k];
+                    }
+                }
+            }
+        }
+        let n = out.len();
+        return cx.const_buf("wpack", Tensor::from_vec(vec![n], out).cast(dt, false));
+    }
+    let wpack = cx.scratch("wpack", dt, (blocks * p.kd * width).max(1));
     let rb = cx.b.begin_for("rb", 0, blocks, 1, kind);
     let g = cx.b.let_("g", rb.clone() / p.nblk as i64);
     let bi = cx.b.let_("bi", rb.clone() % p.nblk as i64);
-    let row0 = cx.b.let_("row0", bi * p.mr as i64);
+    let row0 = cx.b.let_("row0", bi * width as i64);
     let src =
         cx.b.let_("wsrc", (g * s.mg as i64 + row0.clone()) * p.kd as i64);
-    let dst = cx.b.let_("wdst", rb * (p.kd * p.mr) as i64);
+    let dst = cx.b.let_("wdst", rb * (p.kd * width) as i64);
     let mask =
-        (!s.mg.is_multiple_of(p.mr)).then(|| cx.b.let_("rows", Expr::idx(s.mg as i64) - row0));
+        (!s.mg.is_multiple_of(width)).then(|| cx.b.let_("rows", Expr::idx(s.mg as i64) - row0));
     let k = cx.b.begin_for("p", 0, p.kd, 1, LoopKind::Serial);
-    let v = Expr::load_vec(w, src + k.clone(), p.mr as u16, p.kd as i64, mask);
-    cx.b.store_vec(wpack, dst + k * p.mr as i64, v, 1, None);
+    let v = Expr::load_vec(w, src + k.clone(), width as u16, p.kd as i64, mask);
+    cx.b.store_vec(wpack, dst + k * width as i64, v, 1, None);
     cx.b.end_for();
     cx.b.end_for();
     wpack
@@ -434,7 +551,7 @@ fn pack(
     // denormals.
     let up = b.let_(
         "tl_up",
-        (tl.clone() + (p.nb as i64 - 1)) / p.nb as i64 * p.nb as i64,
+        (tl.clone() + (p.pos_block() as i64 - 1)) / p.pos_block() as i64 * p.pos_block() as i64,
     );
     let k = b.begin_for("pz", 0, p.kd, 1, LoopKind::Serial);
     let z = b.begin_for("z", tl.clone(), up.clone(), lanes as i64, LoopKind::Serial);
@@ -561,6 +678,125 @@ impl Task<'_> {
                 cx.store_out_view(&view, &idx, v, mask.clone())?;
             }
         }
+        Ok(())
+    }
+
+    /// [`Task::run`] with the channels along the lanes: blocks of `nb`
+    /// channels (the last of the group partial) × `mr` positions (the last
+    /// of the tile partial; the panel is zero past the tile).
+    fn run_channels(&self, cx: &mut NodeCx) -> Result<(), Unsupported> {
+        let p = self.plan;
+        let (nb, mr) = (p.nb, p.mr as i64);
+        let full = p.mc / nb * nb;
+        let mut blocks: Vec<(Option<Expr>, usize)> = Vec::new();
+        if full > 0 {
+            blocks.push((None, nb));
+        }
+        if full < p.mc {
+            blocks.push((Some(Expr::idx(full as i64)), p.mc - full));
+        }
+        for (at, channels) in blocks {
+            let (i, open) = match at {
+                None => (
+                    cx.b.begin_for("i", 0, full, nb as i64, LoopKind::Serial),
+                    true,
+                ),
+                Some(e) => (e, false),
+            };
+            let m = cx.b.let_("m", self.m0.clone() + i.clone());
+            let wblk = cx.b.let_("wblk", self.a0.clone() + i * p.kd as i64);
+            let j =
+                cx.b.begin_for("j", 0, self.tl.clone() - (mr - 1), mr, LoopKind::Serial);
+            self.micro_channels(cx, &m, &wblk, &j, channels, false)?;
+            cx.b.end_for();
+            let jt = cx.b.begin_for(
+                "jt",
+                self.tl.clone() / mr * mr,
+                self.tl.clone(),
+                mr,
+                LoopKind::Serial,
+            );
+            self.micro_channels(cx, &m, &wblk, &jt, channels, true)?;
+            cx.b.end_for();
+            if open {
+                cx.b.end_for();
+            }
+        }
+        Ok(())
+    }
+
+    /// Positions `j..j+mr` of the tile × channels `m..m+channels` (their
+    /// packed weights at `wblk`): accumulators of channels, transposed
+    /// through the worker's buffer, stored a channel (a vector of
+    /// positions) at a time.
+    fn micro_channels(
+        &self,
+        cx: &mut NodeCx,
+        m: &Expr,
+        wblk: &Expr,
+        j: &Expr,
+        channels: usize,
+        tail: bool,
+    ) -> Result<(), Unsupported> {
+        let p = self.plan;
+        let (l, mr, nb) = (p.lanes, p.mr, p.nb);
+        let nv = channels.div_ceil(l as usize);
+        let vty = Ty::vector(self.dt, l);
+        let mut acc = Vec::new();
+        for r in 0..mr {
+            for c in 0..nv {
+                acc.push(cx.b.decl(&format!("c{r}{c}"), Expr::constant(0.0, vty)));
+            }
+        }
+        let bcol = cx.b.let_("bcol", self.b.off.clone() + j.clone());
+        let bend = cx.b.let_("bend", bcol.clone() + (p.kd as i64) * self.b.rs);
+        let wp = cx.b.decl("wp", wblk.clone());
+        let brow = cx.b.begin_for("q", bcol, bend, self.b.rs, LoopKind::Serial);
+        let wv: Vec<Expr> = (0..nv)
+            .map(|c| {
+                let v = Expr::load_vec(
+                    self.wpack,
+                    Expr::Var(wp) + (c * l as usize) as i64,
+                    l,
+                    1,
+                    None,
+                );
+                cx.b.let_(&format!("w{c}"), v)
+            })
+            .collect();
+        for r in 0..mr {
+            let a = cx.b.let_(
+                &format!("x{r}"),
+                Expr::load(self.b.buf, brow.clone() + r as i64).splat(l),
+            );
+            for c in 0..nv {
+                let v = acc[r * nv + c];
+                cx.b.assign(v, Expr::mul_add(a.clone(), wv[c].clone(), Expr::Var(v)));
+            }
+        }
+        cx.b.assign(wp, Expr::Var(wp) + nb as i64);
+        cx.b.end_for();
+        // Transpose: position r's channels to row r of the buffer, then a
+        // channel's positions read back as one vector.
+        let (tbuf, tbase) = self.tpose.clone().expect("a transpose buffer");
+        for r in 0..mr {
+            for c in 0..nv {
+                let at = tbase.clone() + (r * nb + c * l as usize) as i64;
+                cx.b.store_vec(tbuf, at, Expr::Var(acc[r * nv + c]), 1, None);
+            }
+        }
+        let s = self.s;
+        let view = [s.n, s.m, s.out_plane];
+        let mask = tail.then(|| cx.b.let_("mask", self.tl.clone() - j.clone()));
+        let ch = cx.b.begin_for("ch", 0, channels, 1, LoopKind::Serial);
+        let mm = cx.b.let_("mm", m.clone() + ch.clone());
+        let mut v = Expr::load_vec(tbuf, tbase.clone() + ch, mr as u16, nb as i64, None);
+        if let Some(b) = self.bias {
+            v = Expr::bin(BinOp::Add, v, Expr::load(b, mm.clone()).splat(mr as u16));
+        }
+        let idx = [self.n.clone(), mm, self.l0.clone() + j.clone()];
+        cx.store_out_view(&view, &idx, v, mask)?;
+        cx.b.end_for();
         Ok(())
     }
 }
