@@ -276,8 +276,8 @@ fn conv_in_f64() {
 #[test]
 fn conv_tiles_chunks_and_workers() {
     let mut rng = Rng(7);
-    // K = 64·3·3 = 576 gives tiles of 112 columns: 144 positions make
-    // two tiles, the last one partial; 6 maps leave a 2-row block.
+    // K = 64·3·3 = 576 allows tiles of up to 112 columns: 144 positions
+    // make two tiles of 72, one per worker; 6 maps leave a 2-row block.
     let g = single(
         conv_op(1, &[], &[], &[1, 1, 1, 1]),
         &[
@@ -294,26 +294,26 @@ fn conv_tiles_chunks_and_workers() {
         ],
     );
     let k = only_kernel(&l);
-    assert_eq!(k.schedule.get("tile_cols"), Some(&AttrValue::Int(112)));
-    // 32 maps of one image in one tile: split into chunks, run by
-    // several workers.
+    assert_eq!(k.schedule.get("tile_cols"), Some(&AttrValue::Int(72)));
+    // 128 maps of 4 positions (less than one block): the channels are
+    // split into chunks, run by several workers.
     let g = single(
         conv_op(1, &[], &[], &[]),
         &[
-            tt(DType::F32, &[1, 64, 9, 9]),
-            tt(DType::F32, &[32, 64, 2, 2]),
+            tt(DType::F32, &[1, 256, 3, 3]),
+            tt(DType::F32, &[128, 256, 2, 2]),
         ],
         &[],
     );
     let l = check(
         &g,
         vec![
-            rng.tensor(DType::F32, &[1, 64, 9, 9], 1.0),
-            rng.tensor(DType::F32, &[32, 64, 2, 2], 1.0),
+            rng.tensor(DType::F32, &[1, 256, 3, 3], 1.0),
+            rng.tensor(DType::F32, &[128, 256, 2, 2], 1.0),
         ],
     );
     let k = only_kernel(&l);
-    assert_eq!(k.schedule.get("m_chunk"), Some(&AttrValue::Int(16)));
+    assert_eq!(k.schedule.get("m_chunk"), Some(&AttrValue::Int(64)));
     assert!(matches!(k.schedule.get("workers"), Some(AttrValue::Int(w)) if *w > 1));
     // The weight repacking and the tasks.
     assert_eq!(

@@ -43,6 +43,14 @@ impl Runtime {
         self.threads
     }
 
+    /// Runs `f` on a thread of the pool (here, without one), waiting for it.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(p) => p.install(f),
+            None => f(),
+        }
+    }
+
     /// The pointer generated code receives as `rt`.
     pub fn as_ptr(&self) -> *mut c_void {
         self as *const Runtime as *mut c_void

@@ -7,6 +7,12 @@ use saturn_ir::tensor::Tensor;
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 
+/// What a run hands to the pool thread that executes it.
+struct AssertSend<T>(T);
+// SAFETY: the run borrows the session and the inputs for its duration
+// only, and the caller waits for it (`Runtime::run` returns after `f`).
+unsafe impl<T> Send for AssertSend<T> {}
+
 /// A plan bound to its kernels, with its arena and threads.
 pub struct Session {
     plan: Plan,
@@ -134,6 +140,20 @@ impl Session {
     }
 
     fn run_timed(
+        &self,
+        inputs: &[Tensor],
+        times: Option<&mut [f64]>,
+    ) -> Result<Vec<Tensor>, RuntimeError> {
+        // The steps run on a thread of the pool, so that the parallel loops
+        // of consecutive kernels find the other threads still awake.
+        let job = AssertSend((self, inputs, times));
+        self.rt.run(move || {
+            let AssertSend((me, inputs, times)) = job;
+            me.run_steps(inputs, times)
+        })
+    }
+
+    fn run_steps(
         &self,
         inputs: &[Tensor],
         mut times: Option<&mut [f64]>,

@@ -18,8 +18,8 @@
 //! the `MR` values it broadcasts from one place.
 //!
 //! Tasks are spread over a fixed number of workers (the parallel loop);
-//! each walks its tasks in turn with its own panel, so the scratch memory
-//! is bounded by workers × panel whatever the image size.
+//! each walks a contiguous run of tasks with its own panel, so the
+//! scratch memory is bounded by workers × panel whatever the image size.
 
 use super::super::Unsupported;
 use super::super::cx::NodeCx;
@@ -74,6 +74,74 @@ pub(super) struct Plan {
     nblk: usize,
 }
 
+/// How to cut a convolution into tasks for `workers` workers, each
+/// taking a contiguous run: `(tiles, chunks)`, tiles of positions (at most
+/// `widest` wide, in blocks of `step`) × chunks of the group's channels
+/// (multiples of `cblock`, at least `4·mr`). Picks the cut whose busiest
+/// worker has least to do; among nearly equal cuts, the one with fewest
+/// chunks (each chunk unfolds its tile again), then fewest tiles.
+fn split_work(
+    s: &ConvShape,
+    l: usize,
+    step: usize,
+    widest: usize,
+    cblock: usize,
+    mr: usize,
+    workers: usize,
+) -> (usize, usize) {
+    let blocks = l.div_ceil(step);
+    let min_tiles = l.div_ceil(widest).max(1);
+    let mut chunk_options = vec![1];
+    if workers > 1 {
+        for cand in 2..=s.mg.min(8 * workers) {
+            if s.mg.is_multiple_of(cand)
+                && s.mg / cand >= 4 * cblock.min(mr)
+                && (s.mg / cand).is_multiple_of(cblock)
+            {
+                chunk_options.push(cand);
+            }
+        }
+    }
+    let mut best: Option<(f64, usize, usize)> = None;
+    let max_tiles = if workers > 1 {
+        blocks.min(min_tiles.max(1) * 4 * workers)
+    } else {
+        min_tiles.min(blocks)
+    };
+    for &chunks in &chunk_options {
+        for tiles in min_tiles.min(blocks)..=max_tiles.max(min_tiles.min(blocks)) {
+            let tile = blocks.div_ceil(tiles) * step;
+            let tiles = l.div_ceil(tile);
+            // Positions of each task (in task order) and the busiest worker.
+            let per_image: Vec<usize> = (0..tiles).map(|t| (l - t * tile).min(tile)).collect();
+            let tasks: Vec<usize> = (0..s.n * s.g)
+                .flat_map(|_| (0..chunks).flat_map(|_| per_image.iter().copied()))
+                .collect();
+            let n = tasks.len();
+            let busiest = (0..workers.min(n))
+                .map(|w| {
+                    tasks[w * n / workers.min(n)..(w + 1) * n / workers.min(n)]
+                        .iter()
+                        .sum::<usize>()
+                })
+                .max()
+                .unwrap_or(0) as f64
+                / chunks as f64;
+            let key = (busiest, chunks, tiles);
+            let better = match best {
+                None => true,
+                Some((b, c, t)) => {
+                    busiest < b * 0.98 || (busiest <= b * 1.02 && (chunks, tiles) < (c, t))
+                }
+            };
+            if better {
+                best = Some(key);
+            }
+        }
+    }
+    best.map_or((1, 1), |(_, c, t)| (t, c))
+}
+
 /// The fraction of a dimension of `n` that blocks of `b` cover usefully.
 fn fill(n: usize, b: usize) -> f64 {
     n as f64 / (n.div_ceil(b) * b).max(1) as f64
@@ -117,37 +185,22 @@ impl Plan {
         let budget = (l2 / 2).clamp(32 << 10, 256 << 10);
         // Tiles of positions: a multiple of the position block, sized so a
         // tile of the unfolded input stays in L2.
-        let tile = (budget / (kd.max(1) * esize) / step * step)
+        let widest = (budget / (kd.max(1) * esize) / step * step)
             .clamp(step, MAX_TILE)
             .min(l.div_ceil(step) * step)
             .max(step);
-        let tiles = l.div_ceil(tile);
-        let direct_b = pointwise && along == Along::Positions;
         let cores = cx.target.cores.max(1);
         let want = cores;
-        let base = s.n * s.g * tiles;
+        let direct_b = pointwise && along == Along::Positions;
         // The block of output channels a chunk must be a multiple of.
         let cblock = match along {
             Along::Positions => mr,
             Along::Channels => nb,
         };
-        // Few tasks: split the group's output channels into chunks that
-        // divide it (so every chunk has the same static blocks).
-        let mut chunks = 1;
-        if base < want {
-            for cand in 2..=s.mg {
-                if !s.mg.is_multiple_of(cand)
-                    || s.mg / cand < 4 * cblock.min(mr)
-                    || !(s.mg / cand).is_multiple_of(cblock)
-                {
-                    continue;
-                }
-                chunks = cand;
-                if base * cand >= want {
-                    break;
-                }
-            }
-        }
+        let (tiles, chunks) = split_work(s, l, step, widest, cblock, mr, want);
+        let tile = l.div_ceil(tiles).div_ceil(step) * step;
+        let tiles = l.div_ceil(tile);
+        let base = s.n * s.g * tiles;
         let mc = s.mg / chunks;
         let tasks = base * chunks;
         let flops = 2 * s.n * s.m * l * kd;
@@ -292,11 +345,14 @@ pub(super) fn lower(
     };
     let wpack = pack_weights(cx, s, p, dt, w, kind);
     let wk = cx.b.begin_for("worker", 0, p.workers, 1, kind);
+    // Each worker takes a contiguous run of tasks: neighbouring tiles
+    // write neighbouring output, and the cache lines between two tiles
+    // are then shared by two workers at most once.
     let t = cx.b.begin_for(
         "task",
-        wk.clone(),
-        p.tasks,
-        p.workers as i64,
+        wk.clone() * p.tasks as i64 / p.workers as i64,
+        (wk.clone() + 1) * p.tasks as i64 / p.workers as i64,
+        1,
         LoopKind::Serial,
     );
     let tile = cx.b.let_("tile", t.clone() % p.tiles as i64);
