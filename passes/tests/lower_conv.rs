@@ -1047,7 +1047,7 @@ fn small_planes_put_channels_in_lanes() {
             true,
         ),
     ] {
-        let op = conv_op(group, &[], &strides, &pads);
+        let op = conv_op(group, &strides, &[], &pads);
         let w = rng.tensor(DType::F32, &ws, 1.0);
         let b = rng.tensor(DType::F32, &[ws[0]], 1.0);
         let x = rng.tensor(DType::F32, &xs, 1.0);
@@ -1091,5 +1091,88 @@ fn small_planes_put_channels_in_lanes() {
             Some(&AttrValue::Str("channels".into())),
             "{xs:?} {ws:?}"
         );
+    }
+}
+
+/// Stride-1 convolutions whose padded rows are little wider than their
+/// output rows read the padded input directly (no unfolding): plain,
+/// dilated, asymmetric pads, grouped, channels in lanes, with bias and a
+/// fused residual + ReLU.
+#[test]
+fn stride_one_convolutions_run_on_a_padded_grid() {
+    let mut rng = Rng(41);
+    for (xs, ws, group, dil, pads, konst) in [
+        (
+            vec![1, 8, 30, 30],
+            vec![16, 8, 3, 3],
+            1,
+            vec![],
+            vec![1, 1, 1, 1],
+            false,
+        ),
+        (
+            vec![2, 6, 18, 33],
+            vec![8, 6, 3, 3],
+            1,
+            vec![2, 1],
+            vec![2, 0, 2, 2],
+            true,
+        ),
+        (
+            vec![1, 8, 16, 40],
+            vec![12, 4, 5, 3],
+            2,
+            vec![],
+            vec![2, 1, 2, 1],
+            true,
+        ),
+        (
+            vec![1, 16, 6, 28],
+            vec![64, 16, 3, 3],
+            1,
+            vec![],
+            vec![1, 1, 1, 1],
+            true,
+        ),
+        (
+            vec![1, 4, 30, 30],
+            vec![8, 4, 3, 3],
+            1,
+            vec![],
+            vec![0, 0, 0, 0],
+            false,
+        ),
+    ] {
+        let op = conv_op(group, &[], &dil, &pads);
+        let w = rng.tensor(DType::F32, &ws, 1.0);
+        let b = rng.tensor(DType::F32, &[ws[0]], 1.0);
+        let x = rng.tensor(DType::F32, &xs, 1.0);
+        let mut gb = GraphBuilder::new("g");
+        let xv = gb.input("x", tt(DType::F32, &xs)).unwrap();
+        let (wv, bv) = if konst {
+            (
+                gb.constant("w", w.clone()).unwrap(),
+                gb.constant("b", b.clone()).unwrap(),
+            )
+        } else {
+            (
+                gb.input("w", tt(DType::F32, &ws)).unwrap(),
+                gb.input("b", tt(DType::F32, &[ws[0]])).unwrap(),
+            )
+        };
+        let y = gb.op(op, &[xv, wv, bv]).unwrap();
+        let yshape = gb.graph().ty(y).shape.as_known().unwrap();
+        let res = gb.input("r", tt(DType::F32, &yshape)).unwrap();
+        let z = gb.op(Add {}, &[y, res]).unwrap();
+        let z = gb.op(Relu {}, &[z]).unwrap();
+        let g = gb.finish(vec![z]);
+        let r = rng.tensor(DType::F32, &yshape, 1.0);
+        let inputs = if konst {
+            vec![x.clone(), r.clone()]
+        } else {
+            vec![x.clone(), w.clone(), b.clone(), r.clone()]
+        };
+        let l = check(&g, inputs);
+        assert_eq!(strategy(only_kernel(&l)), "padded_gemm", "{xs:?} {ws:?}");
     }
 }

@@ -46,8 +46,37 @@ enum Along {
     Channels,
 }
 
+/// A stride-1 convolution computed on a grid of output rows as wide as a
+/// zero-padded input row (`wp`): the unfolded input is then the padded
+/// input itself, tap `(c, kh, kw)` of grid position `p` at
+/// `c·plane + kh·dh·wp + kw·dw + p`, so nothing is unfolded per tile. The
+/// `wp - ow` columns past each output row are computed and dropped when
+/// the grid is copied to the output (with bias and epilogue).
+#[derive(Clone, Copy, Debug)]
+struct Grid {
+    /// Padded row width, padding before the first row and column.
+    wp: usize,
+    pad_top: usize,
+    pad_left: usize,
+    /// Rows of a padded plane (more than the input's, so that the last
+    /// tile's taps stay inside), and its elements.
+    rows: usize,
+    plane: usize,
+    /// Output rows and columns; grid positions `oh·wp`.
+    oh: usize,
+    ow: usize,
+    lg: usize,
+    kh: usize,
+    kw: usize,
+    dh: usize,
+    dw: usize,
+}
+
 /// The tiling of one convolution.
 pub(super) struct Plan {
+    grid: Option<Grid>,
+    /// Elements of the padded inputs and output grids of all images.
+    grid_len: usize,
     along: Along,
     lanes: u16,
     /// Rows and vectors of columns of a register block.
@@ -154,12 +183,42 @@ impl Plan {
         let nv = rb.nv;
         let nb = nv * lanes as usize;
         let kd = s.cg * s.taps;
-        let l = s.out_plane;
         let esize = (dt.bits() / 8).max(1);
         let pointwise = kd == 0
             || s.axes
                 .iter()
                 .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.output == a.input);
+        // Stride-1 2-D convolutions whose padded rows are not much wider
+        // than their output rows run on a grid (no unfolding).
+        let grid = match s.axes.as_slice() {
+            [h, w]
+                if !pointwise
+                    && h.stride == 1
+                    && w.stride == 1
+                    && h.pad_begin >= 0
+                    && w.pad_begin >= 0
+                    && w.output > 0
+                    && (w.input + w.pad_begin as usize + w.pad_end) * 100 <= w.output * 108 =>
+            {
+                let wp = w.input + w.pad_begin as usize + w.pad_end;
+                Some(Grid {
+                    wp,
+                    pad_top: h.pad_begin as usize,
+                    pad_left: w.pad_begin as usize,
+                    rows: 0,
+                    plane: 0,
+                    oh: h.output,
+                    ow: w.output,
+                    lg: h.output * wp,
+                    kh: h.kernel,
+                    kw: w.kernel,
+                    dh: h.dilation,
+                    dw: w.dilation,
+                })
+            }
+            _ => None,
+        };
+        let l = grid.map_or(s.out_plane, |g| g.lg);
         // Small planes waste most of a wide vector of positions: put the
         // channels in the lanes instead, and pick the block of positions
         // (6 to 8) that wastes least of the plane.
@@ -189,9 +248,15 @@ impl Plan {
             .clamp(step, MAX_TILE)
             .min(l.div_ceil(step) * step)
             .max(step);
-        let cores = cx.target.cores.max(1);
-        let want = cores;
-        let direct_b = pointwise && along == Along::Positions;
+        // Small convolutions are not worth waking other threads for.
+        let flops = 2 * s.n * s.m * l * kd;
+        let want = if flops >= 1 << 20 {
+            cx.target.cores.max(1)
+        } else {
+            1
+        };
+        // On a grid, `B` is the padded input itself.
+        let direct_b = grid.is_some() || (pointwise && along == Along::Positions);
         // The block of output channels a chunk must be a multiple of.
         let cblock = match along {
             Along::Positions => mr,
@@ -201,15 +266,20 @@ impl Plan {
         let tile = l.div_ceil(tiles).div_ceil(step) * step;
         let tiles = l.div_ceil(tile);
         let base = s.n * s.g * tiles;
+        // The padded plane: taps of the last (padded) tile stay inside.
+        let grid = grid.map(|mut g| {
+            let reach = tiles * tile + (g.kh - 1) * g.dh * g.wp + (g.kw - 1) * g.dw;
+            g.rows = reach.div_ceil(g.wp).max(g.pad_top + s.axes[0].input);
+            g.plane = g.rows * g.wp;
+            g
+        });
         let mc = s.mg / chunks;
         let tasks = base * chunks;
-        let flops = 2 * s.n * s.m * l * kd;
-        let workers = if flops >= 1 << 20 && tasks >= 2 {
-            tasks.min(want)
-        } else {
-            1
-        };
+        let workers = tasks.min(want).max(1);
+        let grid_len = grid.map_or(0, |g| s.n * s.c * g.plane + s.n * s.m * g.lg);
         Plan {
+            grid,
+            grid_len,
             along,
             lanes,
             mr,
@@ -230,7 +300,7 @@ impl Plan {
 
     /// Elements of scratch the plan needs.
     pub(super) fn scratch(&self) -> usize {
-        self.panel_len() + self.transpose_scratch()
+        self.panel_len() + self.transpose_scratch() + self.grid_len
     }
 
     /// Positions per micro-kernel block.
@@ -294,6 +364,8 @@ struct Task<'a> {
     tl: Expr,
     /// Channels in lanes: the transpose buffer and this worker's part.
     tpose: Option<(BufId, Expr)>,
+    /// On a grid: its geometry and the output grid buffer.
+    grid: Option<(Grid, BufId)>,
 }
 
 pub(super) fn lower(
@@ -311,6 +383,8 @@ pub(super) fn lower(
         AttrValue::Str(
             if p.pointwise {
                 "gemm_1x1"
+            } else if p.grid.is_some() {
+                "padded_gemm"
             } else {
                 "im2col_gemm"
             }
@@ -344,6 +418,15 @@ pub(super) fn lower(
         LoopKind::Serial
     };
     let wpack = pack_weights(cx, s, p, dt, w, kind);
+    let grid = match p.grid {
+        Some(g) => {
+            let xpad = cx.scratch("xpad", dt, s.n * s.c * g.plane);
+            let ygrid = cx.scratch("ygrid", dt, s.n * s.m * g.lg);
+            pad_input(cx, s, p, &g, dt, x, xpad);
+            Some((g, xpad, ygrid))
+        }
+        None => None,
+    };
     let wk = cx.b.begin_for("worker", 0, p.workers, 1, kind);
     // Each worker takes a contiguous run of tasks: neighbouring tiles
     // write neighbouring output, and the cache lines between two tiles
@@ -362,17 +445,26 @@ pub(super) fn lower(
     let gi = cx.b.let_("grp", r2.clone() % s.g as i64);
     let ni = cx.b.let_("img", r2 / s.g as i64);
     let l0 = cx.b.let_("l0", tile * p.tile as i64);
+    let positions = grid.map_or(s.out_plane, |(g, _, _)| g.lg);
     let tl = cx.b.let_(
         "tl",
-        (Expr::idx(s.out_plane as i64) - l0.clone()).min(Expr::idx(p.tile as i64)),
+        (Expr::idx(positions as i64) - l0.clone()).min(Expr::idx(p.tile as i64)),
     );
     // The group's input channels.
     let xbase = cx.b.let_(
         "xbase",
         (ni.clone() * s.c as i64 + gi.clone() * s.cg as i64) * s.in_plane as i64,
     );
-    let b = match panel {
-        Some(buf) => {
+    let b = match (grid, panel) {
+        (Some((g, xpad, _)), _) => BOperand {
+            buf: xpad,
+            off: cx.b.let_(
+                "boff",
+                (ni.clone() * s.c as i64 + gi.clone() * s.cg as i64) * g.plane as i64 + l0.clone(),
+            ),
+            rs: 0,
+        },
+        (None, Some(buf)) => {
             let dbase = cx.b.let_("pbase", wk.clone() * (p.kd * p.tile) as i64);
             pack(&mut cx.b, s, p, dt, x, buf, &xbase, &dbase, &l0, &tl);
             BOperand {
@@ -381,7 +473,7 @@ pub(super) fn lower(
                 rs: p.tile as i64,
             }
         }
-        None => BOperand {
+        (None, None) => BOperand {
             buf: x,
             off: cx.b.let_("boff", xbase + l0.clone()),
             rs: s.in_plane as i64,
@@ -409,11 +501,109 @@ pub(super) fn lower(
         l0,
         tl,
         tpose,
+        grid: grid.map(|(g, _, y)| (g, y)),
     };
     match p.along {
         Along::Positions => task.run(cx)?,
         Along::Channels => task.run_channels(cx)?,
     }
+    cx.b.end_for();
+    cx.b.end_for();
+    if let Some((g, _, ygrid)) = grid {
+        store_grid(cx, s, &g, dt, ygrid, bias)?;
+    }
+    Ok(())
+}
+
+/// Copies the input into zero-padded planes of `g.rows × g.wp` (rows and
+/// columns outside the input are zeros), a plane per image and channel.
+fn pad_input(cx: &mut NodeCx, s: &ConvShape, p: &Plan, g: &Grid, dt: DType, x: BufId, xpad: BufId) {
+    let (ih, iw) = (s.axes[0].input, s.axes[1].input);
+    let lanes = p.lanes;
+    let vty = Ty::vector(dt, lanes);
+    let kind = if s.n * s.c * g.plane >= 1 << 15 && p.workers > 1 {
+        LoopKind::Parallel
+    } else {
+        LoopKind::Serial
+    };
+    let pl = cx.b.begin_for("pplane", 0, s.n * s.c, 1, kind);
+    let src = cx.b.let_("psrc", pl.clone() * (ih * iw) as i64);
+    let dst = cx.b.let_("pdst", pl * g.plane as i64);
+    let zero_row = |cx: &mut NodeCx, at: Expr, from: usize, to: usize| {
+        if from < to {
+            let z =
+                cx.b.begin_for("pz", from, to, lanes as i64, LoopKind::Serial);
+            let m = Expr::idx(to as i64) - z.clone();
+            cx.b.store_vec(xpad, at + z, Expr::constant(0.0, vty), 1, Some(m));
+            cx.b.end_for();
+        }
+    };
+    // Rows above and below the input: zeros.
+    for (r0, r1) in [(0, g.pad_top), (g.pad_top + ih, g.rows)] {
+        if r0 < r1 {
+            let r = cx.b.begin_for("prow", r0, r1, 1, LoopKind::Serial);
+            let at = cx.b.let_("pat", dst.clone() + r * g.wp as i64);
+            zero_row(cx, at, 0, g.wp);
+            cx.b.end_for();
+        }
+    }
+    // Input rows, with zeros left and right.
+    let r = cx.b.begin_for("irow", 0, ih, 1, LoopKind::Serial);
+    let at =
+        cx.b.let_("pat", dst + (r.clone() + g.pad_top as i64) * g.wp as i64);
+    zero_row(cx, at.clone(), 0, g.pad_left);
+    zero_row(cx, at.clone(), g.pad_left + iw, g.wp);
+    let from = cx.b.let_("pfrom", src + r * iw as i64);
+    let c = cx.b.begin_for("pc", 0, iw, lanes as i64, LoopKind::Serial);
+    let m = cx.b.let_("pm", Expr::idx(iw as i64) - c.clone());
+    let v = Expr::load_vec(x, from + c.clone(), lanes, 1, Some(m.clone()));
+    cx.b.store_vec(xpad, at + g.pad_left as i64 + c, v, 1, Some(m));
+    cx.b.end_for();
+    cx.b.end_for();
+    cx.b.end_for();
+}
+
+/// The output grid to the output: each output row's first `ow` grid
+/// columns, plus the bias, through the epilogue.
+fn store_grid(
+    cx: &mut NodeCx,
+    s: &ConvShape,
+    g: &Grid,
+    dt: DType,
+    ygrid: BufId,
+    bias: Option<BufId>,
+) -> Result<(), Unsupported> {
+    let lanes = cx.lanes(dt);
+    let kind = if s.n * s.m * s.out_plane >= 1 << 15 {
+        LoopKind::Parallel
+    } else {
+        LoopKind::Serial
+    };
+    let (ni, mi) = super::plane_loop(cx, s.n, s.m, kind == LoopKind::Parallel);
+    let gbase = cx.b.let_(
+        "gbase",
+        (ni.clone() * s.m as i64 + mi.clone()) * g.lg as i64,
+    );
+    let bv = bias.map(|b| cx.b.let_("gbias", Expr::load(b, mi.clone()).splat(lanes)));
+    let oh = cx.b.begin_for("oh", 0, g.oh, 1, LoopKind::Serial);
+    let c =
+        cx.b.begin_for("ow", 0, g.ow, lanes as i64, LoopKind::Serial);
+    let m = cx.b.let_("om", Expr::idx(g.ow as i64) - c.clone());
+    let mask = (!g.ow.is_multiple_of(lanes as usize)).then(|| m.clone());
+    let mut v = Expr::load_vec(
+        ygrid,
+        gbase.clone() + oh.clone() * g.wp as i64 + c.clone(),
+        lanes,
+        1,
+        mask.clone(),
+    );
+    if let Some(b) = &bv {
+        v = Expr::bin(BinOp::Add, v, b.clone());
+    }
+    let view = [s.n, s.m, s.out_plane];
+    let idx = [ni, mi, oh * g.ow as i64 + c];
+    cx.store_out_view(&view, &idx, v, mask)?;
+    cx.b.end_for();
     cx.b.end_for();
     cx.b.end_for();
     Ok(())
@@ -685,38 +875,45 @@ impl Task<'_> {
                 acc.push(cx.b.decl(&format!("c{r}{c}"), Expr::constant(0.0, vty)));
             }
         }
-        // Loop-invariant parts of the addresses, computed once.
-        // The loop walks B's address; A's follows in a variable of its
-        // own, so neither is recomputed from the step count.
-        let bcol = cx.b.let_("bcol", self.b.off.clone() + j.clone());
-        let bend = cx.b.let_("bend", bcol.clone() + (p.kd as i64) * self.b.rs);
         let ap = cx.b.decl("ap", ablk.clone());
-        let brow = cx.b.begin_for("q", bcol, bend, self.b.rs, LoopKind::Serial);
-        let mut bv = Vec::new();
-        for (c, mask) in masks.iter().enumerate() {
-            // A panel holds whole tiles: columns past the end are read
-            // (and never stored) unmasked. The input itself is not.
-            let mask = if p.direct_b { mask.clone() } else { None };
-            let v = Expr::load_vec(
-                self.b.buf,
-                brow.clone() + (c * l as usize) as i64,
-                l,
-                1,
-                mask,
-            );
-            bv.push(cx.b.let_(&format!("b{c}"), v));
-        }
-        for r in 0..mr {
-            let idx = Expr::Var(ap) + r as i64;
-            let a =
-                cx.b.let_(&format!("a{r}"), Expr::load(self.wpack, idx).splat(l));
-            for c in 0..p.nv {
-                let v = acc[r * p.nv + c];
-                cx.b.assign(v, Expr::mul_add(a.clone(), bv[c].clone(), Expr::Var(v)));
+        let unmasked = p.grid.is_some() || !p.direct_b;
+        self.k_loop(cx, j, ap, p.mr, &mut |cx, brow| {
+            let mut bv = Vec::new();
+            for (c, mask) in masks.iter().enumerate() {
+                // A panel (or the padded grid) holds whole tiles: columns
+                // past the end are read (and never stored) unmasked. The
+                // input itself is not.
+                let mask = if unmasked { None } else { mask.clone() };
+                let v = Expr::load_vec(
+                    self.b.buf,
+                    brow.clone() + (c * l as usize) as i64,
+                    l,
+                    1,
+                    mask,
+                );
+                bv.push(cx.b.let_(&format!("b{c}"), v));
             }
+            for r in 0..mr {
+                let idx = Expr::Var(ap) + r as i64;
+                let a =
+                    cx.b.let_(&format!("a{r}"), Expr::load(self.wpack, idx).splat(l));
+                for c in 0..p.nv {
+                    let v = acc[r * p.nv + c];
+                    cx.b.assign(v, Expr::mul_add(a.clone(), bv[c].clone(), Expr::Var(v)));
+                }
+            }
+        });
+        if let Some((g, ygrid)) = self.grid {
+            // Raw sums to the output grid; bias and epilogue come later.
+            for r in 0..mr {
+                let row = (self.n.clone() * self.s.m as i64 + m.clone() + r as i64) * g.lg as i64;
+                for (c, mask) in masks.iter().enumerate() {
+                    let at = row.clone() + self.l0.clone() + j.clone() + (c * l as usize) as i64;
+                    cx.b.store_vec(ygrid, at, Expr::Var(acc[r * p.nv + c]), 1, mask.clone());
+                }
+            }
+            return Ok(());
         }
-        cx.b.assign(ap, Expr::Var(ap) + p.mr as i64);
-        cx.b.end_for();
         let s = self.s;
         let view = [s.n, s.m, s.out_plane];
         for r in 0..mr {
@@ -735,6 +932,54 @@ impl Task<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The steps of `K` for the block at column `j`: `body` gets the
+    /// address of the step's row of `B` (column `j`); the packed-weights
+    /// cursor `ap` advances by `astep` per step. `B` is walked linearly
+    /// (rows `rs` apart), or on a grid as channel × kernel row × kernel
+    /// column.
+    fn k_loop(
+        &self,
+        cx: &mut NodeCx,
+        j: &Expr,
+        ap: saturn_ir::kernel::VarId,
+        astep: usize,
+        body: &mut dyn FnMut(&mut NodeCx, &Expr),
+    ) {
+        let p = self.plan;
+        if let Some((g, _)) = self.grid {
+            // Channel × kernel row × kernel column (unrolled): tap
+            // `(c, kh, kw)` is the padded plane shifted by the tap.
+            let bcol = cx.b.let_("bcol", self.b.off.clone() + j.clone());
+            let cend =
+                cx.b.let_("cend", bcol.clone() + (self.s.cg * g.plane) as i64);
+            let ci =
+                cx.b.begin_for("ci", bcol, cend, g.plane as i64, LoopKind::Serial);
+            let kh = cx.b.begin_for("kh", 0, g.kh, 1, LoopKind::Serial);
+            let hrow = cx.b.let_("hrow", ci + kh * (g.dh * g.wp) as i64);
+            let unroll = if (2..=8).contains(&g.kw) {
+                LoopKind::Unroll(g.kw as u32)
+            } else {
+                LoopKind::Serial
+            };
+            let kw = cx.b.begin_for("kw", 0, g.kw, 1, unroll);
+            let brow = cx.b.let_("brow", hrow + kw * g.dw as i64);
+            body(cx, &brow);
+            cx.b.assign(ap, Expr::Var(ap) + astep as i64);
+            cx.b.end_for();
+            cx.b.end_for();
+            cx.b.end_for();
+            return;
+        }
+        // The loop walks B's address; A's follows in a variable of its
+        // own, so neither is recomputed from the step count.
+        let bcol = cx.b.let_("bcol", self.b.off.clone() + j.clone());
+        let bend = cx.b.let_("bend", bcol.clone() + (p.kd as i64) * self.b.rs);
+        let brow = cx.b.begin_for("q", bcol, bend, self.b.rs, LoopKind::Serial);
+        body(cx, &brow);
+        cx.b.assign(ap, Expr::Var(ap) + astep as i64);
+        cx.b.end_for();
     }
 
     /// [`Task::run`] with the channels along the lanes: blocks of `nb`
@@ -804,34 +1049,31 @@ impl Task<'_> {
                 acc.push(cx.b.decl(&format!("c{r}{c}"), Expr::constant(0.0, vty)));
             }
         }
-        let bcol = cx.b.let_("bcol", self.b.off.clone() + j.clone());
-        let bend = cx.b.let_("bend", bcol.clone() + (p.kd as i64) * self.b.rs);
         let wp = cx.b.decl("wp", wblk.clone());
-        let brow = cx.b.begin_for("q", bcol, bend, self.b.rs, LoopKind::Serial);
-        let wv: Vec<Expr> = (0..nv)
-            .map(|c| {
-                let v = Expr::load_vec(
-                    self.wpack,
-                    Expr::Var(wp) + (c * l as usize) as i64,
-                    l,
-                    1,
-                    None,
+        self.k_loop(cx, j, wp, nb, &mut |cx, brow| {
+            let wv: Vec<Expr> = (0..nv)
+                .map(|c| {
+                    let v = Expr::load_vec(
+                        self.wpack,
+                        Expr::Var(wp) + (c * l as usize) as i64,
+                        l,
+                        1,
+                        None,
+                    );
+                    cx.b.let_(&format!("w{c}"), v)
+                })
+                .collect();
+            for r in 0..mr {
+                let a = cx.b.let_(
+                    &format!("x{r}"),
+                    Expr::load(self.b.buf, brow.clone() + r as i64).splat(l),
                 );
-                cx.b.let_(&format!("w{c}"), v)
-            })
-            .collect();
-        for r in 0..mr {
-            let a = cx.b.let_(
-                &format!("x{r}"),
-                Expr::load(self.b.buf, brow.clone() + r as i64).splat(l),
-            );
-            for c in 0..nv {
-                let v = acc[r * nv + c];
-                cx.b.assign(v, Expr::mul_add(a.clone(), wv[c].clone(), Expr::Var(v)));
+                for c in 0..nv {
+                    let v = acc[r * nv + c];
+                    cx.b.assign(v, Expr::mul_add(a.clone(), wv[c].clone(), Expr::Var(v)));
+                }
             }
-        }
-        cx.b.assign(wp, Expr::Var(wp) + nb as i64);
-        cx.b.end_for();
+        });
         // Transpose: position r's channels to row r of the buffer, then a
         // channel's positions read back as one vector.
         let (tbuf, tbase) = self.tpose.clone().expect("a transpose buffer");
@@ -847,6 +1089,13 @@ impl Task<'_> {
         let ch = cx.b.begin_for("ch", 0, channels, 1, LoopKind::Serial);
         let mm = cx.b.let_("mm", m.clone() + ch.clone());
         let mut v = Expr::load_vec(tbuf, tbase.clone() + ch, mr as u16, nb as i64, None);
+        if let Some((g, ygrid)) = self.grid {
+            // Raw sums to the output grid; bias and epilogue come later.
+            let at = (self.n.clone() * s.m as i64 + mm) * g.lg as i64 + self.l0.clone() + j.clone();
+            cx.b.store_vec(ygrid, at, v, 1, mask);
+            cx.b.end_for();
+            return Ok(());
+        }
         if let Some(b) = self.bias {
             v = Expr::bin(BinOp::Add, v, Expr::load(b, mm.clone()).splat(mr as u16));
         }
