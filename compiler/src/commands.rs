@@ -328,6 +328,8 @@ pub struct BenchOptions {
     pub target: Target,
     /// Also time every step (kernel) and print the most expensive ones.
     pub profile: bool,
+    /// Also time ONNX Runtime on the same model, inputs and threads.
+    pub compare_ort: bool,
 }
 
 /// Inputs for a benchmark: floats uniform in [-1, 1), everything else 0.
@@ -420,6 +422,148 @@ fn print_profile(
     Ok(())
 }
 
+/// What ONNX Runtime measured on the same model and inputs.
+struct OrtResult {
+    version: String,
+    median_ms: f64,
+    min_ms: f64,
+    outputs_match: bool,
+    max_abs_diff: f64,
+}
+
+/// The Python interpreter with ONNX Runtime: `$SATURN_ORT_PYTHON`, the
+/// virtual environment `scripts/setup-ort.sh` makes, or `python3`.
+fn ort_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SATURN_ORT_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new("target/ort-venv/bin/python");
+    if venv.exists() {
+        return venv.to_path_buf();
+    }
+    PathBuf::from("python3")
+}
+
+/// The numpy dtype of a tensor dtype ONNX Runtime takes.
+fn numpy_dtype(d: saturn_ir::DType) -> Option<&'static str> {
+    use saturn_ir::DType::*;
+    Some(match d {
+        F32 => "<f4",
+        F64 => "<f8",
+        F16 => "<f2",
+        I8 => "i1",
+        U8 => "u1",
+        I16 => "<i2",
+        U16 => "<u2",
+        I32 => "<i4",
+        U32 => "<u4",
+        I64 => "<i8",
+        U64 => "<u8",
+        Bool => "?",
+        _ => return None,
+    })
+}
+
+/// The value of `"key": value` in a flat JSON object, as text.
+fn json_field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    let at = s.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = s[at..].trim_start();
+    let end = if let Some(r) = rest.strip_prefix('"') {
+        return r.find('"').map(|e| &r[..e]);
+    } else {
+        rest.find([',', '}']).unwrap_or(rest.len())
+    };
+    Some(rest[..end].trim())
+}
+
+/// Times ONNX Runtime on the model of `o` with `inputs` and `threads`,
+/// and compares its outputs with `outputs`.
+fn compare_ort(
+    o: &BenchOptions,
+    g: &Graph,
+    inputs: &[Tensor],
+    outputs: &[Tensor],
+    threads: usize,
+) -> Result<OrtResult> {
+    if o.model.extension().and_then(|e| e.to_str()) != Some("onnx") {
+        return Err("--compare-ort needs an ONNX model (.onnx)".into());
+    }
+    let dir = std::env::temp_dir().join(format!("saturn-ort-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |prefix: &str, i: usize, name: &str, t: &Tensor| -> Result<String> {
+        let dtype = numpy_dtype(t.dtype())
+            .ok_or_else(|| format!("--compare-ort: {} tensors are not supported", t.dtype()))?;
+        let file = dir.join(format!("{prefix}{i}.bin"));
+        let bytes = t
+            .to_le_bytes()
+            .ok_or_else(|| format!("{} has no byte form", t.dtype()))?;
+        std::fs::write(&file, bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+        let shape: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
+        Ok(format!(
+            "{{\"name\": {:?}, \"file\": {:?}, \"dtype\": \"{dtype}\", \"shape\": [{}]}}",
+            name,
+            file.display().to_string(),
+            shape.join(", ")
+        ))
+    };
+    let mut ins = Vec::new();
+    for (i, (t, v)) in inputs.iter().zip(g.inputs()).enumerate() {
+        ins.push(write("in", i, g.name(*v), t)?);
+    }
+    let mut outs = Vec::new();
+    for (i, (t, v)) in outputs.iter().zip(g.outputs()).enumerate() {
+        outs.push(write("out", i, g.name(*v), t)?);
+    }
+    let model =
+        std::fs::canonicalize(&o.model).map_err(|e| format!("{}: {e}", o.model.display()))?;
+    let spec = format!(
+        "{{\"model\": {:?}, \"threads\": {threads}, \"runs\": {}, \"warmup\": {}, \"rtol\": 1e-3, \"atol\": 1e-4, \"inputs\": [{}], \"outputs\": [{}]}}",
+        model.display().to_string(),
+        o.runs,
+        o.warmup,
+        ins.join(", "),
+        outs.join(", ")
+    );
+    let spec_path = dir.join("spec.json");
+    let script = dir.join("ort_bench.py");
+    std::fs::write(&spec_path, spec).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    std::fs::write(&script, include_str!("bench/ort_bench.py"))
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    let python = ort_python();
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&spec_path)
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out.map_err(|e| format!("--compare-ort: cannot run {}: {e}", python.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let hint = if err.contains("No module named") {
+            " (install it with scripts/setup-ort.sh, or point SATURN_ORT_PYTHON at a Python that has onnxruntime)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "--compare-ort: ONNX Runtime failed{hint}: {}",
+            err.lines().last().unwrap_or("")
+        )
+        .into());
+    }
+    let num = |k: &str| -> Result<f64> {
+        json_field(&stdout, k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("--compare-ort: no `{k}` in {stdout}").into())
+    };
+    Ok(OrtResult {
+        version: json_field(&stdout, "version").unwrap_or("?").to_string(),
+        median_ms: num("median_ms")?,
+        min_ms: num("min_ms")?,
+        outputs_match: json_field(&stdout, "outputs_match") == Some("true"),
+        max_abs_diff: num("max_abs_diff")?,
+    })
+}
+
 pub fn bench(o: &BenchOptions) -> Result<()> {
     let backend = saturn_backends::lookup(&o.backend)?;
     let g = load_static(&o.model, &o.shapes, &o.target, o.opt)?;
@@ -463,26 +607,54 @@ pub fn bench(o: &BenchOptions) -> Result<()> {
     } else {
         o.threads
     };
+    let ort = if o.compare_ort {
+        let outputs = exe.run(inputs.clone())?;
+        Some(compare_ort(o, &g, &inputs, &outputs, threads)?)
+    } else {
+        None
+    };
+    let model = o.model.display().to_string();
     if o.json {
-        println!(
-            "{{\"model\": \"{}\", \"backend\": \"{}\", \"threads\": {threads}, \"runs\": {}, \"warmup\": {}, \"compile_s\": {compile_s:.6}, \"median_ms\": {median:.6}, \"min_ms\": {min:.6}}}",
-            o.model
-                .display()
-                .to_string()
-                .replace('\\', "\\\\")
-                .replace('"', "\\\""),
+        let mut fields = format!(
+            "\"model\": \"{}\", \"backend\": \"{}\", \"threads\": {threads}, \"runs\": {}, \"warmup\": {}, \"compile_s\": {compile_s:.6}, \"median_ms\": {median:.6}, \"min_ms\": {min:.6}",
+            model.replace('\\', "\\\\").replace('"', "\\\""),
             o.backend,
             o.runs,
             o.warmup
         );
+        if let Some(r) = &ort {
+            fields += &format!(
+                ", \"ort_version\": \"{}\", \"ort_median_ms\": {:.6}, \"ort_min_ms\": {:.6}, \"ratio\": {:.4}, \"ort_outputs_match\": {}, \"ort_max_abs_diff\": {:e}",
+                r.version,
+                r.median_ms,
+                r.min_ms,
+                median / r.median_ms,
+                r.outputs_match,
+                r.max_abs_diff
+            );
+        }
+        println!("{{{fields}}}");
     } else {
         println!(
-            "{}: backend {}, {threads} thread(s): median {median:.3} ms, min {min:.3} ms over {} runs ({} warm-up); prepare/compile {compile_s:.3} s",
-            o.model.display(),
-            o.backend,
-            o.runs,
-            o.warmup
+            "{model}: backend {}, {threads} thread(s): median {median:.3} ms, min {min:.3} ms over {} runs ({} warm-up); prepare/compile {compile_s:.3} s",
+            o.backend, o.runs, o.warmup
         );
+        if let Some(r) = &ort {
+            println!(
+                "{model}: onnxruntime {}, {threads} thread(s): median {:.3} ms, min {:.3} ms; saturn/onnxruntime median {:.3} ({}); outputs {} (max abs diff {:.2e})",
+                r.version,
+                r.median_ms,
+                r.min_ms,
+                median / r.median_ms,
+                if median <= r.median_ms {
+                    "saturn is faster"
+                } else {
+                    "onnxruntime is faster"
+                },
+                if r.outputs_match { "match" } else { "DIFFER" },
+                r.max_abs_diff
+            );
+        }
     }
     Ok(())
 }

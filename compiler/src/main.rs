@@ -157,6 +157,13 @@ enum Command {
         /// stderr).
         #[arg(long)]
         profile: bool,
+        /// Also time ONNX Runtime (CPU, all graph optimizations) on the
+        /// same model, inputs and thread count, check its outputs against
+        /// Saturn's, and print the ratio of the medians. Needs a Python
+        /// with onnxruntime: scripts/setup-ort.sh makes one in
+        /// target/ort-venv; $SATURN_ORT_PYTHON overrides.
+        #[arg(long)]
+        compare_ort: bool,
     },
     /// Optimize a model and print the optimized Graph IR.
     ///
@@ -265,10 +272,12 @@ fn run(cmd: Command) -> Result<()> {
             no_opt,
             target,
             profile,
+            compare_ort,
         } => {
             let target = Target::named(&target).expect("checked by clap");
             saturn::commands::bench(&saturn::commands::BenchOptions {
                 profile,
+                compare_ort,
                 model,
                 backend,
                 threads,
