@@ -293,16 +293,7 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 let zero = tt_zero_like(x);
                 self.fcmp(FloatPredicate::UNE, x, zero)?
             }
-            (true, false) => {
-                // Saturating; NaN gives 0.
-                let name = if is_unsigned(to) {
-                    "llvm.fptoui.sat"
-                } else {
-                    "llvm.fptosi.sat"
-                };
-                let f = self.intrinsic(name, &[tt, x.get_type()])?;
-                self.call_value(f, &[x])?
-            }
+            (true, false) => self.float_to_int(from, to, a.ty.lanes, x, tt)?,
             (false, true) => {
                 let o = if is_unsigned(from) {
                     I::UIToFP
@@ -334,6 +325,54 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
             }
         };
         Ok(Val::new(ty, v))
+    }
+
+    /// Float to integer, saturating, NaN to 0: clamped into the target's
+    /// range in the float type, converted (now in range), NaN lanes
+    /// zeroed. (LLVM's `fptosi.sat` is correct too, but x86 has no vector
+    /// form of it and gets it lane by lane.)
+    fn float_to_int(
+        &mut self,
+        from: DType,
+        to: DType,
+        lanes: u16,
+        x: V<'ctx>,
+        tt: BasicTypeEnum<'ctx>,
+    ) -> R<V<'ctx>> {
+        let (lo, hi) = int_range(to);
+        let (lo, hi) = (
+            float_at_most(from, lo, false),
+            float_at_most(from, hi, true),
+        );
+        let c = |v: f64| -> R<V<'ctx>> {
+            let s = super::value::float_const(self.c, from, v)
+                .ok_or_else(|| self.unsupported(format!("constant of {from}")))?;
+            Ok(splat_const(s, lanes))
+        };
+        // `x > lo ? x : lo` also sends NaN to `lo`; NaN is zeroed below.
+        let above = self.fcmp(FloatPredicate::OGT, x, c(lo)?)?;
+        let xc = self.sel(above, x, c(lo)?)?;
+        let below = self.fcmp(FloatPredicate::OLT, xc, c(hi)?)?;
+        let xc = self.sel(below, xc, c(hi)?)?;
+        use inkwell::values::InstructionOpcode as I;
+        let o = if is_unsigned(to) {
+            I::FPToUI
+        } else {
+            I::FPToSI
+        };
+        let r = self.b.build_cast(o, xc, tt, "")?;
+        // At or past `max + 1` (a power of two, exact in any float type):
+        // the integer maximum, which the float type may not hold.
+        let (_, max) = int_range(to);
+        let over = self.fcmp(FloatPredicate::OGE, x, c(max + 1.0)?)?;
+        let it = Ty::vector(to, lanes);
+        let top = match to {
+            DType::U64 => self.int_splat(it, -1)?,
+            _ => self.int_splat(it, max as i64)?,
+        };
+        let r = self.sel(over, top, r)?;
+        let nan = self.fcmp(FloatPredicate::UNO, x, x)?;
+        self.sel(nan, self.int_splat(it, 0)?, r)
     }
 
     pub(super) fn bitcast(&mut self, to: DType, a: Val<'ctx>) -> R<Val<'ctx>> {
@@ -580,6 +619,47 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
             v = self.b.build_insert_element(v, x, idx, "")?;
         }
         Ok(Some(Val::new(t, v)))
+    }
+}
+
+/// The smallest and largest value of an integer dtype, as f64 (exact for
+/// every width up to 53 bits; 64-bit bounds are powers of two or their
+/// neighbours, handled by [`float_at_most`]).
+fn int_range(d: DType) -> (f64, f64) {
+    use DType::*;
+    match d {
+        I8 => (i8::MIN as f64, i8::MAX as f64),
+        U8 => (0.0, u8::MAX as f64),
+        I16 => (i16::MIN as f64, i16::MAX as f64),
+        U16 => (0.0, u16::MAX as f64),
+        I32 => (i32::MIN as f64, i32::MAX as f64),
+        U32 => (0.0, u32::MAX as f64),
+        I64 => (i64::MIN as f64, i64::MAX as f64),
+        _ => (0.0, u64::MAX as f64),
+    }
+}
+
+/// The float of dtype `d` nearest `v` on the safe side: for an upper bound
+/// (`upper`), the largest one that does not exceed the integer bound `v`
+/// (`2^31 - 1` is not an f32: `2^31 - 128` is); for a lower bound (always a
+/// power of two or zero), `v` itself.
+fn float_at_most(d: DType, v: f64, upper: bool) -> f64 {
+    if !upper {
+        return v;
+    }
+    if d == DType::F32 {
+        let mut f = v as f32;
+        if f as f64 > v {
+            f = f32::from_bits(f.to_bits() - 1);
+        }
+        f as f64
+    } else {
+        let mut f = v;
+        // u64::MAX and i64::MAX round up to a power of two as f64.
+        if f >= 9.223372036854775807e18 {
+            f = f64::from_bits(f.to_bits() - 1);
+        }
+        f
     }
 }
 

@@ -13,6 +13,8 @@
 //! key and value outputs are the concatenation of both. Grouped-query
 //! heads read the key/value head `h / (q_heads / kv_heads)`.
 
+mod blocked;
+
 use super::cx::NodeCx;
 use super::elementwise::vector_loop;
 use super::{Unsupported, unsupported};
@@ -205,6 +207,45 @@ pub fn lower(cx: &mut NodeCx, node: NodeId) -> Result<(), Unsupported> {
     let rows = q.b * q.h;
     if rows == 0 || q.s == 0 {
         return copy_present(cx, &keys, &vals, q.b, k.h, k.d, v.d, n_out);
+    }
+    // The common case runs in register blocks.
+    let plain_mask = match &mask {
+        None => Some(None),
+        Some((m, ms, mdt)) => {
+            let mut p = [1usize; 4];
+            p[4 - ms.len()..].copy_from_slice(ms);
+            let want = [q.b, q.h, q.s];
+            let fits = (0..3).all(|d| p[d] == 1 || p[d] == want[d])
+                && p[3] == total
+                && matches!(mdt, DType::Bool | DType::F32);
+            fits.then_some(Some((*m, p, *mdt)))
+        }
+    };
+    if let Some(mask) = plain_mask
+        && dt == DType::F32
+        && past.is_none()
+        && n_out == 1
+        && op.softcap == 0.0
+        && nonpad.is_none()
+        && !op.is_causal
+        && op.left_window_size < 0
+        && op.right_window_size < 0
+        && total > 0
+        && q.d > 0
+        && v.d > 0
+    {
+        return blocked::Blocked {
+            q,
+            k,
+            v,
+            group,
+            qb,
+            kb,
+            vb,
+            mask,
+            scale: root * root,
+        }
+        .lower(cx);
     }
     let scores = cx.scratch("scores", dt, rows * total.max(1));
     let bh = cx.b.begin_for("bh", 0, rows, 1, LoopKind::Parallel);
