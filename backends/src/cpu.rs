@@ -99,6 +99,13 @@ impl Executable for CpuExecutable {
             .map_err(|e| BackendError::Run(e.to_string()))
     }
 
+    fn run_into(&self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<(), BackendError> {
+        let c = self.compiled_for(inputs)?;
+        c.session
+            .run_into(inputs, outputs)
+            .map_err(|e| BackendError::Run(e.to_string()))
+    }
+
     fn profile(&self, inputs: Vec<Tensor>) -> Result<Option<Vec<(String, f64)>>, BackendError> {
         let c = self.compiled_for(&inputs)?;
         let (_, steps) = c

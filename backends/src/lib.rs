@@ -66,6 +66,14 @@ impl Default for PrepareOptions {
 /// A prepared model.
 pub trait Executable {
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError>;
+    /// [`Executable::run`] writing into `outputs` where they already are
+    /// tensors of the right dtypes and shapes (as from an earlier run), so
+    /// that their memory is reused, as a caller of the C ABI passes its
+    /// output buffers.
+    fn run_into(&self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<(), BackendError> {
+        *outputs = self.run(inputs.to_vec())?;
+        Ok(())
+    }
     /// Runs and says how long each step took (kernel or node name,
     /// seconds), where the backend can tell; `None` where it cannot.
     fn profile(&self, inputs: Vec<Tensor>) -> Result<Option<Vec<(String, f64)>>, BackendError> {

@@ -224,3 +224,44 @@ fn constant_weights_are_packed_at_compile_time() {
         }
     }
 }
+
+/// Flat GEMM and GEMV over constant weights stream B from compile-time
+/// panels: M from 1 to 16, N with a partial last panel, plain and
+/// transposed weights, a bias and a fused epilogue.
+#[test]
+fn flat_gemm_over_constant_weights_uses_panels() {
+    let mut r = Rng(61);
+    for (m, n, k) in [
+        (1, 100, 70),
+        (3, 64, 33),
+        (8, 150, 40),
+        (16, 20, 9),
+        (1, 7, 300),
+    ] {
+        for tb in [false, true] {
+            let sb = if tb { [n, k] } else { [k, n] };
+            let w = r.tensor(DType::F32, &sb, 1.0);
+            let bias = r.tensor(DType::F32, &[n], 1.0);
+            let mut b = GraphBuilder::new("g");
+            let x = b.input("x", f32s(&[m, k])).unwrap();
+            let wv = b.constant("w", w).unwrap();
+            let bv = b.constant("bias", bias).unwrap();
+            let op = Gemm {
+                alpha: 1.5,
+                beta: 1.0,
+                transA: false,
+                transB: tb,
+            };
+            let y = b.op(op, &[x, wv, bv]).unwrap();
+            let y = b.op(Relu {}, &[y]).unwrap();
+            let g = b.finish(vec![y]);
+            let l = check(&g, vec![r.tensor(DType::F32, &[m, k], 1.0)]);
+            let want = if m == 1 { "gemv_panels" } else { "flat_panels" };
+            assert_eq!(
+                schedule(&l, "gemm"),
+                Some(AttrValue::Str(want.into())),
+                "{m}x{n}x{k} transB {tb}"
+            );
+        }
+    }
+}

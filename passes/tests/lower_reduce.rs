@@ -903,3 +903,30 @@ fn log_softmax_and_hardmax() {
         }
     }
 }
+
+/// Rows long enough for several independent accumulators (pairs, for the
+/// two-pass and online algorithms), merged at the end: ordinary rows, a
+/// masked-out row, -inf and +inf in the later parts, remainders.
+#[test]
+fn softmax_long_rows_with_several_accumulators() {
+    let mut rng = Rng(24);
+    for n in [128, 300, 1000] {
+        let mut x = values(&mut rng, DType::F32, &[4, n], -20.0, 20.0).to_f64_vec();
+        // Row 1: all -inf but one late element; row 2: -inf early, +inf late.
+        for (j, v) in x[n..2 * n].iter_mut().enumerate() {
+            *v = if j == n - 3 { 2.0 } else { f64::NEG_INFINITY };
+        }
+        x[2 * n] = f64::NEG_INFINITY;
+        x[2 * n + n / 2] = 80.0;
+        let x = Tensor::from_vec(vec![4, n], x).cast(DType::F32, true);
+        let ks = softmax_case(&x, -1, 1.0, None);
+        assert!(
+            ks.iter()
+                .all(|k| k.schedule.get("unroll") == Some(&AttrValue::Int(4))),
+            "{:?}",
+            ks.iter().map(|k| &k.schedule).collect::<Vec<_>>()
+        );
+        let m = values(&mut rng, DType::F32, &[n], -2.0, 2.0);
+        softmax_case(&x, -1, 0.5, Some(&m));
+    }
+}

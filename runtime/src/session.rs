@@ -110,7 +110,20 @@ impl Session {
 
     /// Runs the model.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
-        self.run_timed(inputs, None)
+        self.run_timed(inputs, None, Vec::new())
+    }
+
+    /// Runs the model writing into `outputs` where they are tensors of the
+    /// outputs' dtypes and shapes (as from an earlier run), so that their
+    /// memory is reused; others are replaced by fresh tensors.
+    pub fn run_into(
+        &self,
+        inputs: &[Tensor],
+        outputs: &mut Vec<Tensor>,
+    ) -> Result<(), RuntimeError> {
+        let reuse = std::mem::take(outputs);
+        *outputs = self.run_timed(inputs, None, reuse)?;
+        Ok(())
     }
 
     /// Runs the model and says how long each step took: per step of the
@@ -120,7 +133,7 @@ impl Session {
         inputs: &[Tensor],
     ) -> Result<(Vec<Tensor>, Vec<(String, f64)>), RuntimeError> {
         let mut times = vec![0.0; self.plan.steps.len()];
-        let out = self.run_timed(inputs, Some(&mut times))?;
+        let out = self.run_timed(inputs, Some(&mut times), Vec::new())?;
         let steps = self
             .plan
             .steps
@@ -143,13 +156,14 @@ impl Session {
         &self,
         inputs: &[Tensor],
         times: Option<&mut [f64]>,
+        reuse: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, RuntimeError> {
         // The steps run on a thread of the pool, so that the parallel loops
         // of consecutive kernels find the other threads still awake.
-        let job = AssertSend((self, inputs, times));
+        let job = AssertSend((self, inputs, times, reuse));
         self.rt.run(move || {
-            let AssertSend((me, inputs, times)) = job;
-            me.run_steps(inputs, times)
+            let AssertSend((me, inputs, times, reuse)) = job;
+            me.run_steps(inputs, times, reuse)
         })
     }
 
@@ -157,6 +171,7 @@ impl Session {
         &self,
         inputs: &[Tensor],
         mut times: Option<&mut [f64]>,
+        mut reuse: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, RuntimeError> {
         self.check_inputs(inputs)?;
         let mut arena = self
@@ -170,6 +185,31 @@ impl Session {
         for (t, &s) in inputs.iter().zip(&self.plan.inputs) {
             if let Some(b) = t.as_le_bytes() {
                 bound[s] = Some(b.as_ptr() as *mut u8);
+            }
+        }
+        // Outputs computed by the steps are written where they are
+        // returned: a fresh tensor per output, bound like an input.
+        let mut outs: Vec<Option<Tensor>> = vec![None; self.plan.outputs.len()];
+        reuse.resize_with(self.plan.outputs.len(), || Tensor::scalar(0.0f32));
+        for (o, &s) in self.plan.outputs.iter().enumerate() {
+            let slot = &self.plan.slots[s];
+            if !matches!(slot.kind, SlotKind::Temp) || bound[s].is_some() {
+                continue;
+            }
+            let old = std::mem::replace(&mut reuse[o], Tensor::scalar(0.0f32));
+            let fits = old.dtype() == slot.dtype && old.shape() == slot.shape.as_slice();
+            let mut t = if fits {
+                old
+            } else {
+                match Tensor::zeros(slot.dtype, slot.shape.clone()) {
+                    Ok(t) => t,
+                    Err(_) => continue,
+                }
+            };
+            if let Some(b) = t.as_le_bytes_mut() {
+                debug_assert_eq!(b.len(), slot.bytes());
+                bound[s] = Some(b.as_mut_ptr());
+                outs[o] = Some(t);
             }
         }
         let ptr = |s: usize| -> *mut u8 {
@@ -240,7 +280,11 @@ impl Session {
         self.plan
             .outputs
             .iter()
-            .map(|&s| self.read(s, ptr(s)))
+            .zip(outs)
+            .map(|(&s, t)| match t {
+                Some(t) => Ok(t),
+                None => self.read(s, ptr(s)),
+            })
             .collect()
     }
 

@@ -35,18 +35,23 @@ pub fn poly(b: &mut KernelBuilder, x: &Expr, coeffs: &[f64]) -> Expr {
 }
 
 /// `2^n` for a float `n` holding an integer in the normal exponent range,
-/// built directly from the exponent bits.
+/// built directly from the exponent bits. The biased exponent `n + bias`
+/// is read off the low mantissa bits of `n + 1.5·2^m + bias` (`m` the
+/// mantissa width: the sum is an integer-valued float whose low bits are
+/// exactly that integer), then shifted into the exponent field; the
+/// magic number's own bits shift out. No float-to-integer conversion.
 pub fn exp2_int(b: &mut KernelBuilder, n: &Expr) -> Expr {
     let ty = b.ty(n);
     let ity = bits_of(ty);
     let (bias, shift) = if ty.elem == DType::F64 {
-        (1023, 52)
+        (1023.0, 52)
     } else {
-        (127, 23)
+        (127.0, 23)
     };
-    let ni = n.clone().cast(ity.elem);
-    let e = Expr::bin(BinOp::Add, ni, Expr::Int(bias, ity));
-    Expr::bin(BinOp::Shl, e, Expr::Int(shift, ity)).bitcast(ty.elem)
+    let magic = 1.5 * 2f64.powi(shift) + bias;
+    let e = Expr::bin(BinOp::Add, n.clone(), c(magic, ty)).bitcast(ity.elem);
+    let _ = b;
+    Expr::bin(BinOp::Shl, e, Expr::Int(shift as i64, ity)).bitcast(ty.elem)
 }
 
 /// Splits `exp(x)` as `p · 2^n` with `p` in about [0.7, 1.5] and `n` an
@@ -283,25 +288,19 @@ pub fn exp_parts(b: &mut KernelBuilder, x: &Expr) -> (Expr, Expr) {
     (b.let_("p", p), n)
 }
 
-/// `v · 2^d` for an integer-valued float `d ≤ 0`, by exponent bits: `v · 0`
-/// where `2^d` is below the normal range; a NaN `d` leaves `v` as it is
-/// (so that a NaN in `v` is never lost to the scaling).
+/// `v · 2^d` for an integer-valued float `d ≤` the largest normal
+/// exponent: `2^d` from the exponent bits, with `d` below the smallest
+/// normal exponent giving exponent field 0, that is the factor `+0`.
 pub fn scale_exp2(b: &mut KernelBuilder, v: Expr, d: &Expr) -> Expr {
     let ty = b.ty(d);
-    let lo = if ty.elem == DType::F64 {
-        -1022.0
+    let below = if ty.elem == DType::F64 {
+        -1023.0
     } else {
-        -126.0
+        -127.0
     };
-    let ok = Expr::bin(BinOp::Ge, d.clone(), c(lo, ty));
-    let dd = Expr::select(ok, d.clone(), c(0.0, ty));
+    let dd = Expr::bin(BinOp::Max, d.clone(), c(below, ty));
     let s = exp2_int(b, &dd);
-    let v = b.let_("v", v);
-    Expr::select(
-        Expr::bin(BinOp::Lt, d.clone(), c(lo, ty)),
-        Expr::bin(BinOp::Mul, v.clone(), c(0.0, ty)),
-        Expr::bin(BinOp::Mul, v, s),
-    )
+    Expr::bin(BinOp::Mul, v, s)
 }
 
 /// `log(x)`: x = m·2^e with m in [√½, √2) read off the float bits, then

@@ -479,6 +479,37 @@ impl Tensor {
         })
     }
 
+    /// The elements' memory as bytes to write in place (little-endian
+    /// hosts, numeric dtypes whose every byte pattern is a valid element:
+    /// not bool, not strings, not the one-code-per-byte packed types).
+    pub fn as_le_bytes_mut(&mut self) -> Option<&mut [u8]> {
+        fn raw<T: Copy>(v: &mut [T]) -> &mut [u8] {
+            // SAFETY: these element types are plain numbers, valid for any
+            // bytes; the length is the slice's size in bytes.
+            unsafe {
+                std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v))
+            }
+        }
+        if cfg!(target_endian = "big") {
+            return None;
+        }
+        Some(match &mut self.data {
+            Data::I8(v) => raw(v),
+            Data::I16(v) => raw(v),
+            Data::I32(v) => raw(v),
+            Data::I64(v) => raw(v),
+            Data::U8(v) => raw(v),
+            Data::U16(v) => raw(v),
+            Data::U32(v) => raw(v),
+            Data::U64(v) => raw(v),
+            Data::F16(v) => raw(v),
+            Data::BF16(v) => raw(v),
+            Data::F32(v) => raw(v),
+            Data::F64(v) => raw(v),
+            _ => return None,
+        })
+    }
+
     /// Little-endian bytes of the elements, packed types one code per byte.
     /// Strings have no byte form and give `None`.
     pub fn to_le_bytes(&self) -> Option<Vec<u8>> {

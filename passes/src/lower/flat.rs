@@ -22,6 +22,14 @@
 //! GEMV is the case M = 1. The column remainder (N not a multiple of the
 //! vector width) uses masked loads and stores; the last pass adds the K
 //! chunks and stores through the epilogue.
+//!
+//! When B is constant (weights, the decode case), it is repacked at
+//! compile time into column panels of `nr` columns, each panel `K × nr`
+//! contiguous: a panel is then one sequential stream, its `M × nr` sums
+//! stay in registers over all of K (A transposed once into scratch, so
+//! the `M` values broadcast per row of B share a cache line), and panels
+//! run in parallel, each finished sum going straight through the
+//! epilogue.
 
 use super::Unsupported;
 use super::cx::NodeCx;
@@ -84,6 +92,11 @@ pub fn lower(
     p: FlatParams,
 ) -> Result<(), Unsupported> {
     let rblk = cx.reg_block();
+    if s.b.batch_strides.iter().all(|&x| x == 0)
+        && let Some(t) = cx.const_of_buf(s.b.buf)
+    {
+        return panels(cx, s, view, bidx, t);
+    }
     let l = rblk.lanes as u16;
     // Row blocks of at most m_pad rows; each block streams B once.
     let rb = p.m_pad.clamp(1, 8).min(s.m.max(1));
@@ -333,5 +346,114 @@ fn reduce_partials(
         )?;
     }
     cx.b.end_for();
+    Ok(())
+}
+
+/// The flat GEMM over constant B in panels (see the module docs).
+fn panels(
+    cx: &mut NodeCx,
+    s: &GemmSpec,
+    view: &[usize],
+    bidx: &[Expr],
+    b: &saturn_ir::Tensor,
+) -> Result<(), Unsupported> {
+    let lanes = cx.f32_lanes();
+    let l = lanes as u16;
+    let (m, n, k) = (s.m, s.n, s.k);
+    // Sums held in registers: 16 with 32 vector registers, 8 with 16.
+    let budget = if lanes >= 16 { 16 } else { 8 };
+    let nv = (budget / m.max(1)).clamp(1, 8);
+    let nr = nv * lanes;
+    let panels = n.div_ceil(nr);
+    cx.schedule(
+        "gemm",
+        AttrValue::Str(if m == 1 { "gemv_panels" } else { "flat_panels" }.into()),
+    );
+    cx.schedule("panel_cols", AttrValue::Int(nr as i64));
+    cx.schedule("vector", AttrValue::Int(lanes as i64));
+    cx.schedule("parallel", AttrValue::Str("panels".into()));
+    // B as panels `[q][k][c]`, columns past N zero.
+    let src = b.to_f64_vec();
+    let mut packed = vec![0.0f64; (panels * k * nr).max(1)];
+    for q in 0..panels {
+        for kk in 0..k {
+            for c in 0..nr {
+                let col = q * nr + c;
+                if col < n {
+                    let at = kk as i64 * s.b.rs + col as i64 * s.b.cs;
+                    packed[(q * k + kk) * nr + c] = src[at as usize];
+                }
+            }
+        }
+    }
+    let len = packed.len();
+    let bp = cx.const_buf(
+        "panels",
+        saturn_ir::Tensor::from_vec(vec![len], packed).cast(DType::F32, false),
+    );
+    // Aᵀ: row `kk` holds A[0..m, kk].
+    let at = cx.scratch("a_t", DType::F32, (m * k).max(1));
+    let kk = cx.b.begin_for("tk", 0, k, 1, LoopKind::Serial);
+    for r in 0..m {
+        let x = Expr::load(s.a.buf, offset(&s.a, bidx, Expr::idx(r as i64), kk.clone()));
+        cx.b.store(at, kk.clone() * m as i64 + r as i64, x);
+    }
+    cx.b.end_for();
+    let vty = Ty::vector(DType::F32, l);
+    let full = n / nr;
+    let emit = |cx: &mut NodeCx, q: Expr, partial: bool| -> Result<(), Unsupported> {
+        let acc: Vec<VarId> = (0..m * nv)
+            .map(|x| cx.b.decl(&format!("c{x}"), Expr::Float(0.0, vty)))
+            .collect();
+        let base = cx.b.let_("pb", q.clone() * (k * nr) as i64);
+        let kk = cx.b.begin_for("k", 0, k, 1, LoopKind::Serial);
+        let row = cx.b.let_("prow", base.clone() + kk.clone() * nr as i64);
+        let bv: Vec<Expr> = (0..nv)
+            .map(|v| {
+                let x = Expr::load_vec(bp, row.clone() + (v * lanes) as i64, l, 1, None);
+                cx.b.let_(&format!("b{v}"), x)
+            })
+            .collect();
+        for r in 0..m {
+            let a = cx.b.let_(
+                &format!("a{r}"),
+                Expr::load(at, kk.clone() * m as i64 + r as i64).splat(l),
+            );
+            for v in 0..nv {
+                let c = acc[r * nv + v];
+                cx.b.assign(c, Expr::mul_add(a.clone(), bv[v].clone(), Expr::Var(c)));
+            }
+        }
+        cx.b.end_for();
+        for r in 0..m {
+            for v in 0..nv {
+                let j0 = q.clone() * nr as i64 + (v * lanes) as i64;
+                let mask = partial.then(|| Expr::idx(n as i64) - j0.clone());
+                let i = Expr::idx(r as i64);
+                let val = finish_value(
+                    cx,
+                    s,
+                    bidx,
+                    Expr::Var(acc[r * nv + v]),
+                    i.clone(),
+                    j0.clone(),
+                    l,
+                    mask.clone(),
+                );
+                let mut idx = bidx.to_vec();
+                idx.extend([i, j0]);
+                cx.store_out_view(view, &idx, val, mask)?;
+            }
+        }
+        Ok(())
+    };
+    if full > 0 {
+        let q = cx.b.begin_for("q", 0, full, 1, LoopKind::Parallel);
+        emit(cx, q, false)?;
+        cx.b.end_for();
+    }
+    if full < panels {
+        emit(cx, Expr::idx(full as i64), true)?;
+    }
     Ok(())
 }

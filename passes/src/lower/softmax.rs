@@ -177,14 +177,19 @@ fn row_max(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<Expr, Uns
 fn three_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsupported> {
     let nest = &r.nest;
     let mx = row_max(cx, r, row, scale)?;
-    let s = cx.b.decl("sum", r.c(0.0, true));
-    nest.walk(cx, row, "j", 1, &mut |cx, at| {
-        let z = r.z(cx, at, scale, true);
-        let e = math::exp(&mut cx.b, Expr::bin(BinOp::Sub, z, nest.bcast(mx.clone())));
-        cx.b.assign(s, Expr::bin(BinOp::Add, Expr::Var(s), e));
-        Ok(())
-    })?;
-    let sum = nest.hreduce(ReduceOp::Add, Expr::Var(s));
+    let s = nest.accumulate(
+        cx,
+        row,
+        "sum",
+        r.c(0.0, true),
+        BinOp::Add,
+        &mut |cx, at, acc| {
+            let z = r.z(cx, at, scale, true);
+            let e = math::exp(&mut cx.b, Expr::bin(BinOp::Sub, z, nest.bcast(mx.clone())));
+            Ok(Expr::bin(BinOp::Add, acc, e))
+        },
+    )?;
+    let sum = nest.hreduce(ReduceOp::Add, s);
     let rt = cx.b.ty(&sum);
     let inv =
         cx.b.let_("inv", Expr::bin(BinOp::Div, Expr::constant(1.0, rt), sum));
@@ -197,11 +202,23 @@ fn three_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Un
 }
 
 /// Dukhan & Ablavatski: the sum as a (mantissa, exponent) pair, no max.
+/// Long rows keep several pairs (independent chains), merged after.
 fn two_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsupported> {
     let nest = &r.nest;
-    let m = cx.b.decl("m", r.c(0.0, true));
-    let e = cx.b.decl("e", r.c(f64::NEG_INFINITY, true));
-    nest.walk(cx, row, "j", 1, &mut |cx, at| {
+    let u = nest.unroll();
+    if u > 1 {
+        cx.schedule("unroll", AttrValue::Int(u as i64));
+    }
+    let pairs: Vec<(saturn_ir::kernel::VarId, saturn_ir::kernel::VarId)> = (0..u)
+        .map(|p| {
+            (
+                cx.b.decl(&format!("m{p}"), r.c(0.0, true)),
+                cx.b.decl(&format!("e{p}"), r.c(f64::NEG_INFINITY, true)),
+            )
+        })
+        .collect();
+    nest.walk(cx, row, "j", u, &mut |cx, at| {
+        let (m, e) = pairs[at.part];
         let z = r.z(cx, at, scale, true);
         let (p, n) = math::exp_parts(&mut cx.b, &z);
         // m' = m·2^(e-e') + p·2^(n-e') with e' = max(e, n): one of the
@@ -222,6 +239,20 @@ fn two_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsu
         cx.b.assign(e, en);
         Ok(())
     })?;
+    // The pairs rescaled to their largest exponent.
+    let (m, e) = pairs[0];
+    for &(mp, ep) in &pairs[1..] {
+        let en =
+            cx.b.let_("en", Expr::bin(BinOp::Max, Expr::Var(e), Expr::Var(ep)));
+        let d0 =
+            cx.b.let_("d0", Expr::bin(BinOp::Sub, Expr::Var(e), en.clone()));
+        let d1 =
+            cx.b.let_("d1", Expr::bin(BinOp::Sub, Expr::Var(ep), en.clone()));
+        let a = math::scale_exp2(&mut cx.b, Expr::Var(m), &d0);
+        let b = math::scale_exp2(&mut cx.b, Expr::Var(mp), &d1);
+        cx.b.assign(m, Expr::bin(BinOp::Add, a, b));
+        cx.b.assign(e, en);
+    }
     // Each lane's pair, rescaled to the largest exponent of the row.
     let (sum, ex) = if nest.mode == Lanes::Along {
         let ex =
@@ -261,9 +292,20 @@ fn shift_of(v: Expr, ty: Ty) -> Expr {
 fn online(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsupported> {
     let nest = &r.nest;
     let vt = nest.vty(r.dt);
-    let m = cx.b.decl("max", r.c(f64::NEG_INFINITY, true));
-    let d = cx.b.decl("sum", r.c(0.0, true));
-    nest.walk(cx, row, "j", 1, &mut |cx, at| {
+    let u = nest.unroll();
+    if u > 1 {
+        cx.schedule("unroll", AttrValue::Int(u as i64));
+    }
+    let pairs: Vec<(saturn_ir::kernel::VarId, saturn_ir::kernel::VarId)> = (0..u)
+        .map(|p| {
+            (
+                cx.b.decl(&format!("max{p}"), r.c(f64::NEG_INFINITY, true)),
+                cx.b.decl(&format!("sum{p}"), r.c(0.0, true)),
+            )
+        })
+        .collect();
+    nest.walk(cx, row, "j", u, &mut |cx, at| {
+        let (m, d) = pairs[at.part];
         let z = r.z(cx, at, scale, true);
         let mn =
             cx.b.let_("mn", Expr::bin(BinOp::Max, Expr::Var(m), z.clone()));
@@ -274,6 +316,22 @@ fn online(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsupp
         cx.b.assign(m, mn);
         Ok(())
     })?;
+    // The pairs rescaled to their largest max.
+    let (m, d) = pairs[0];
+    for &(mp, dp) in &pairs[1..] {
+        let mn =
+            cx.b.let_("mn", Expr::bin(BinOp::Max, Expr::Var(m), Expr::Var(mp)));
+        let sh = cx.b.let_("sh", shift_of(mn.clone(), vt));
+        let a = math::exp(&mut cx.b, Expr::bin(BinOp::Sub, Expr::Var(m), sh.clone()));
+        let b = math::exp(&mut cx.b, Expr::bin(BinOp::Sub, Expr::Var(mp), sh));
+        let sum = Expr::bin(
+            BinOp::Add,
+            Expr::bin(BinOp::Mul, Expr::Var(d), a),
+            Expr::bin(BinOp::Mul, Expr::Var(dp), b),
+        );
+        cx.b.assign(d, sum);
+        cx.b.assign(m, mn);
+    }
     let (mx, sum) = if nest.mode == Lanes::Along {
         let mx = cx.b.let_(
             "rowmax",
