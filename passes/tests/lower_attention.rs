@@ -74,11 +74,12 @@ fn blocked(l: &Lowered) -> bool {
 fn blocked_attention_shapes_and_masks() {
     let mut rng = Rng(51);
     // (heads for 3-D operands, Q, K, V shapes, mask)
-    let cases: Vec<(
+    type Case = (
         Option<(i64, i64)>,
         Vec<Vec<usize>>,
         Option<(DType, Vec<usize>)>,
-    )> = vec![
+    );
+    let cases: Vec<Case> = vec![
         (
             Some((2, 2)),
             vec![vec![1, 37, 32], vec![1, 37, 32], vec![1, 37, 32]],

@@ -22,7 +22,7 @@ use saturn_ir::shape::TensorType;
 use saturn_ir::tensor::Tensor;
 use std::sync::Arc;
 
-pub use session::Session;
+pub use session::{Session, StepTimes};
 
 /// The kernel ABI.
 pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, *mut std::ffi::c_void);

@@ -7,6 +7,9 @@ use saturn_ir::tensor::Tensor;
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 
+/// Per step of a plan: its kernel (or fallback node) name and seconds.
+pub type StepTimes = Vec<(String, f64)>;
+
 /// What a run hands to the pool thread that executes it.
 struct AssertSend<T>(T);
 // SAFETY: the run borrows the session and the inputs for its duration
@@ -128,10 +131,7 @@ impl Session {
 
     /// Runs the model and says how long each step took: per step of the
     /// plan, its kernel name (or the fallback's node) and seconds.
-    pub fn profile(
-        &self,
-        inputs: &[Tensor],
-    ) -> Result<(Vec<Tensor>, Vec<(String, f64)>), RuntimeError> {
+    pub fn profile(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, StepTimes), RuntimeError> {
         let mut times = vec![0.0; self.plan.steps.len()];
         let out = self.run_timed(inputs, Some(&mut times), Vec::new())?;
         let steps = self

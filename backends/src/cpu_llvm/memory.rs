@@ -87,7 +87,7 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
     }
 
     /// Memory bytes to register values: bools are `x != 0`.
-    fn from_mem(&self, d: DType, v: BasicValueEnum<'ctx>) -> R<BasicValueEnum<'ctx>> {
+    fn mem_to_reg(&self, d: DType, v: BasicValueEnum<'ctx>) -> R<BasicValueEnum<'ctx>> {
         if d != DType::Bool {
             return Ok(v);
         }
@@ -104,7 +104,7 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
     }
 
     /// Register values to memory: bools become bytes 0 or 1.
-    fn to_mem(&self, ty: Ty, v: BasicValueEnum<'ctx>) -> R<BasicValueEnum<'ctx>> {
+    fn reg_to_mem(&self, ty: Ty, v: BasicValueEnum<'ctx>) -> R<BasicValueEnum<'ctx>> {
         if ty.elem != DType::Bool {
             return Ok(v);
         }
@@ -209,7 +209,7 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 self.masked_load(f, &[ptrs.into(), m.into(), mt.const_zero()], align)?
             }
         };
-        let v = self.from_mem(d, raw)?;
+        let v = self.mem_to_reg(d, raw)?;
         debug_assert_eq!(Some(v.get_type()), llvm_type(self.c, ty));
         Ok(Val::new(ty, v))
     }
@@ -258,7 +258,7 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
         let lanes = v.ty.lanes;
         let et = self.mem_type(d)?;
         let align = elem_bytes(d);
-        let raw = self.to_mem(v.ty, v.v)?;
+        let raw = self.reg_to_mem(v.ty, v.v)?;
         let ptr_t: BasicTypeEnum = self.c.ptr_type(Default::default()).into();
         match count {
             None if lanes == 1 || stride == 1 => {

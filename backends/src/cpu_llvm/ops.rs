@@ -656,7 +656,7 @@ fn float_at_most(d: DType, v: f64, upper: bool) -> f64 {
     } else {
         let mut f = v;
         // u64::MAX and i64::MAX round up to a power of two as f64.
-        if f >= 9.223372036854775807e18 {
+        if f >= 2f64.powi(63) {
             f = f64::from_bits(f.to_bits() - 1);
         }
         f
