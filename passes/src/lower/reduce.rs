@@ -412,7 +412,29 @@ impl Nest {
         merge: BinOp,
         step: &mut dyn FnMut(&mut NodeCx, &At, Expr) -> Result<Expr, Unsupported>,
     ) -> Result<Expr, Unsupported> {
-        let u = self.unroll();
+        self.accumulate_in(cx, row, name, init, merge, self.unroll(), step)
+    }
+
+    /// Accumulators worth keeping for a loop body heavier than a single
+    /// operation (an exponential per element): with vectors of at most 4
+    /// lanes (16 registers of 128 bits, Cranelift), one; otherwise
+    /// [`Nest::unroll`].
+    pub fn unroll_heavy(&self) -> usize {
+        if self.width >= 8 { self.unroll() } else { 1 }
+    }
+
+    /// [`Nest::accumulate`] with `u` accumulators.
+    #[allow(clippy::too_many_arguments)]
+    pub fn accumulate_in(
+        &self,
+        cx: &mut NodeCx,
+        row: &Row,
+        name: &str,
+        init: Expr,
+        merge: BinOp,
+        u: usize,
+        step: &mut dyn FnMut(&mut NodeCx, &At, Expr) -> Result<Expr, Unsupported>,
+    ) -> Result<Expr, Unsupported> {
         if u > 1 {
             cx.schedule("unroll", AttrValue::Int(u as i64));
         }

@@ -177,12 +177,13 @@ fn row_max(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<Expr, Uns
 fn three_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsupported> {
     let nest = &r.nest;
     let mx = row_max(cx, r, row, scale)?;
-    let s = nest.accumulate(
+    let s = nest.accumulate_in(
         cx,
         row,
         "sum",
         r.c(0.0, true),
         BinOp::Add,
+        nest.unroll_heavy(),
         &mut |cx, at, acc| {
             let z = r.z(cx, at, scale, true);
             let e = math::exp(&mut cx.b, Expr::bin(BinOp::Sub, z, nest.bcast(mx.clone())));
@@ -205,7 +206,7 @@ fn three_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Un
 /// Long rows keep several pairs (independent chains), merged after.
 fn two_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsupported> {
     let nest = &r.nest;
-    let u = nest.unroll();
+    let u = nest.unroll_heavy();
     if u > 1 {
         cx.schedule("unroll", AttrValue::Int(u as i64));
     }
@@ -292,7 +293,7 @@ fn shift_of(v: Expr, ty: Ty) -> Expr {
 fn online(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsupported> {
     let nest = &r.nest;
     let vt = nest.vty(r.dt);
-    let u = nest.unroll();
+    let u = nest.unroll_heavy();
     if u > 1 {
         cx.schedule("unroll", AttrValue::Int(u as i64));
     }
