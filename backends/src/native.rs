@@ -32,6 +32,23 @@ pub trait Codegen: Send + Sync {
     }
 }
 
+/// The first variable bound outside `body` (`outer` says which) that
+/// `body` assigns: a parallel loop's iterations may not share one.
+pub(crate) fn assigned_outer(
+    body: &[saturn_ir::kernel::Stmt],
+    outer: &dyn Fn(saturn_ir::kernel::VarId) -> bool,
+) -> Option<saturn_ir::kernel::VarId> {
+    use saturn_ir::kernel::Stmt;
+    body.iter().find_map(|s| match s {
+        Stmt::Assign { var, .. } if outer(*var) => Some(*var),
+        Stmt::For { body, .. } => assigned_outer(body, outer),
+        Stmt::If { then_, else_, .. } => {
+            assigned_outer(then_, outer).or_else(|| assigned_outer(else_, outer))
+        }
+        _ => None,
+    })
+}
+
 /// `target` as the lowering sees it for `codegen`: vectors as wide as the
 /// code generator keeps in one register.
 pub fn lowering_target(target: &Target, codegen: &dyn Codegen) -> Target {

@@ -998,6 +998,42 @@ fn qlinear_conv_cases() {
     }
 }
 
+/// `relu(conv(x, w, b) + r)` with random data, the weights and bias
+/// constants or inputs: the graph and its inputs.
+fn conv_residual_relu(
+    rng: &mut Rng,
+    op: Conv,
+    xs: &[usize],
+    ws: &[usize],
+    konst: bool,
+) -> (saturn_ir::Graph, Vec<Tensor>) {
+    let w = rng.tensor(DType::F32, ws, 1.0);
+    let b = rng.tensor(DType::F32, &[ws[0]], 1.0);
+    let x = rng.tensor(DType::F32, xs, 1.0);
+    let mut gb = GraphBuilder::new("g");
+    let xv = gb.input("x", tt(DType::F32, xs)).unwrap();
+    let (wv, bv) = if konst {
+        (
+            gb.constant("w", w.clone()).unwrap(),
+            gb.constant("b", b.clone()).unwrap(),
+        )
+    } else {
+        (
+            gb.input("w", tt(DType::F32, ws)).unwrap(),
+            gb.input("b", tt(DType::F32, &[ws[0]])).unwrap(),
+        )
+    };
+    let y = gb.op(op, &[xv, wv, bv]).unwrap();
+    let yshape = gb.graph().ty(y).shape.as_known().unwrap();
+    let res = gb.input("r", tt(DType::F32, &yshape)).unwrap();
+    let z = gb.op(Add {}, &[y, res]).unwrap();
+    let z = gb.op(Relu {}, &[z]).unwrap();
+    let g = gb.finish(vec![z]);
+    let r = rng.tensor(DType::F32, &yshape, 1.0);
+    let inputs = if konst { vec![x, r] } else { vec![x, w, b, r] };
+    (g, inputs)
+}
+
 /// Small planes with many channels put the channels in the vector lanes
 /// on wide targets (positions would mostly be padding): plain, strided,
 /// 1×1, grouped, a partial last channel block, constant weights, bias and
@@ -1048,34 +1084,7 @@ fn small_planes_put_channels_in_lanes() {
         ),
     ] {
         let op = conv_op(group, &strides, &[], &pads);
-        let w = rng.tensor(DType::F32, &ws, 1.0);
-        let b = rng.tensor(DType::F32, &[ws[0]], 1.0);
-        let x = rng.tensor(DType::F32, &xs, 1.0);
-        let mut gb = GraphBuilder::new("g");
-        let xv = gb.input("x", tt(DType::F32, &xs)).unwrap();
-        let (wv, bv) = if konst {
-            (
-                gb.constant("w", w.clone()).unwrap(),
-                gb.constant("b", b.clone()).unwrap(),
-            )
-        } else {
-            (
-                gb.input("w", tt(DType::F32, &ws)).unwrap(),
-                gb.input("b", tt(DType::F32, &[ws[0]])).unwrap(),
-            )
-        };
-        let y = gb.op(op, &[xv, wv, bv]).unwrap();
-        let yshape = gb.graph().ty(y).shape.as_known().unwrap();
-        let res = gb.input("r", tt(DType::F32, &yshape)).unwrap();
-        let z = gb.op(Add {}, &[y, res]).unwrap();
-        let z = gb.op(Relu {}, &[z]).unwrap();
-        let g = gb.finish(vec![z]);
-        let r = rng.tensor(DType::F32, &yshape, 1.0);
-        let inputs = if konst {
-            vec![x.clone(), r.clone()]
-        } else {
-            vec![x.clone(), w.clone(), b.clone(), r.clone()]
-        };
+        let (g, inputs) = conv_residual_relu(&mut rng, op, &xs, &ws, konst);
         check(&g, inputs.clone());
         let l = common::check_for(
             &g,
@@ -1144,34 +1153,7 @@ fn stride_one_convolutions_run_on_a_padded_grid() {
         ),
     ] {
         let op = conv_op(group, &[], &dil, &pads);
-        let w = rng.tensor(DType::F32, &ws, 1.0);
-        let b = rng.tensor(DType::F32, &[ws[0]], 1.0);
-        let x = rng.tensor(DType::F32, &xs, 1.0);
-        let mut gb = GraphBuilder::new("g");
-        let xv = gb.input("x", tt(DType::F32, &xs)).unwrap();
-        let (wv, bv) = if konst {
-            (
-                gb.constant("w", w.clone()).unwrap(),
-                gb.constant("b", b.clone()).unwrap(),
-            )
-        } else {
-            (
-                gb.input("w", tt(DType::F32, &ws)).unwrap(),
-                gb.input("b", tt(DType::F32, &[ws[0]])).unwrap(),
-            )
-        };
-        let y = gb.op(op, &[xv, wv, bv]).unwrap();
-        let yshape = gb.graph().ty(y).shape.as_known().unwrap();
-        let res = gb.input("r", tt(DType::F32, &yshape)).unwrap();
-        let z = gb.op(Add {}, &[y, res]).unwrap();
-        let z = gb.op(Relu {}, &[z]).unwrap();
-        let g = gb.finish(vec![z]);
-        let r = rng.tensor(DType::F32, &yshape, 1.0);
-        let inputs = if konst {
-            vec![x.clone(), r.clone()]
-        } else {
-            vec![x.clone(), w.clone(), b.clone(), r.clone()]
-        };
+        let (g, inputs) = conv_residual_relu(&mut rng, op, &xs, &ws, konst);
         let l = check(&g, inputs);
         assert_eq!(strategy(only_kernel(&l)), "padded_gemm", "{xs:?} {ws:?}");
     }

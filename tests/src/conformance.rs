@@ -295,3 +295,35 @@ pub fn check_suites_with(list: &str, prepare: &Prepare<'_>, run: &Runner<'_>, ma
         problems.join("\n")
     );
 }
+
+/// Runs `g` compiled for the CPU by `codegen` for `target`, specialised
+/// (and optimized again) to the inputs' shapes when its own are symbolic.
+/// A node left to the interpreter fallback fails the case with the op
+/// named, so a list measures the code generator alone.
+pub fn run_native(
+    g: &Graph,
+    inputs: Vec<Tensor>,
+    target: &saturn_ir::target::Target,
+    codegen: &dyn saturn_backends::native::Codegen,
+) -> Result<Vec<Tensor>, String> {
+    let static_shapes = g
+        .inputs()
+        .iter()
+        .all(|v| g.ty(*v).shape.as_known().is_some());
+    let g = if static_shapes {
+        g.clone()
+    } else {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let s =
+            saturn_ir::builder::specialize(g, &shapes).map_err(|e| format!("specialize: {e}"))?;
+        saturn_passes::eqsat::optimize(&s, target)
+            .map(|(g, _)| g)
+            .unwrap_or(s)
+    };
+    let c =
+        saturn_backends::cpu::compile_with(&g, target, 1, codegen).map_err(|e| e.to_string())?;
+    if let Some((n, op, why)) = c.lowered.fallbacks(&c.graph).first() {
+        return Err(format!("fallback: `{n}` ({op}): {why}"));
+    }
+    c.session.run(&inputs).map_err(|e| e.to_string())
+}

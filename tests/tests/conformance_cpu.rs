@@ -7,9 +7,10 @@
 //!
 //! `SATURN_CASES=pattern` runs only matching cases and prints each result.
 
-use saturn_ir::builder::specialize;
+use saturn_backends::cpu_cranelift::Cranelift;
 use saturn_ir::target::Target;
 use saturn_passes::eqsat::optimize;
+use saturn_tests::conformance::{check_suites_with, run_native};
 
 #[test]
 fn cpu_conformance() {
@@ -19,24 +20,6 @@ fn cpu_conformance() {
             .map(|(g, _)| g)
             .map_err(|e| format!("optimize: {e}"))
     };
-    let run = |g: &saturn_ir::Graph, inputs: Vec<saturn_ir::Tensor>| {
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-        let static_shapes = g
-            .inputs()
-            .iter()
-            .all(|v| g.ty(*v).shape.as_known().is_some());
-        let g = if static_shapes {
-            g.clone()
-        } else {
-            let s = specialize(g, &shapes).map_err(|e| format!("specialize: {e}"))?;
-            optimize(&s, &target).map(|(g, _)| g).unwrap_or(s)
-        };
-        let c = saturn_backends::cpu::compile(&g, &target, 1).map_err(|e| e.to_string())?;
-        let fb = c.lowered.fallbacks(&c.graph);
-        if let Some((n, op, why)) = fb.first() {
-            return Err(format!("fallback: `{n}` ({op}): {why}"));
-        }
-        c.session.run(&inputs).map_err(|e| e.to_string())
-    };
-    saturn_tests::conformance::check_suites_with("cpu.txt", &prepare, &run, true);
+    let run = |g: &saturn_ir::Graph, inputs| run_native(g, inputs, &target, &Cranelift);
+    check_suites_with("cpu.txt", &prepare, &run, true);
 }

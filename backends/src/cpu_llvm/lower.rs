@@ -691,23 +691,13 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
 
     /// A parallel body may not assign variables declared outside it.
     fn check_no_outer_assign(&self, body: &[Stmt]) -> R<()> {
-        for s in body {
-            match s {
-                Stmt::Assign { var, .. } if self.env.contains_key(var) => {
-                    return Err(self.invalid(format!(
-                        "{} is declared outside a parallel loop and assigned inside it",
-                        self.var_name(*var)
-                    )));
-                }
-                Stmt::For { body, .. } => self.check_no_outer_assign(body)?,
-                Stmt::If { then_, else_, .. } => {
-                    self.check_no_outer_assign(then_)?;
-                    self.check_no_outer_assign(else_)?;
-                }
-                _ => {}
-            }
+        match crate::native::assigned_outer(body, &|v| self.env.contains_key(&v)) {
+            Some(var) => Err(self.invalid(format!(
+                "{} is declared outside a parallel loop and assigned inside it",
+                self.var_name(var)
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The imported function `name` of type `t` (declared once per module).
