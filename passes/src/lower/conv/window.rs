@@ -7,7 +7,7 @@
 //! (`klo..khi`). The last axis is split, at lowering time, into the
 //! outputs whose whole window lies inside the input (the interior, walked
 //! in vectors of `lanes` consecutive outputs, a masked vector for the
-//! rest) and the borders before and after it (scalar, with bounded taps).
+//! rest or for an interior narrower than a vector) and the borders before and after it (scalar, with bounded taps).
 //! A [`Body`] declares its accumulators per output, consumes each tap and
 //! stores the result.
 
@@ -143,10 +143,11 @@ pub(crate) fn walk(
     }
     let last = &axes[r - 1];
     let (lo, hi) = interior(last);
-    let vl = if lanes > 1 && hi - lo >= lanes as usize {
-        lanes
-    } else {
-        1
+    // An interior narrower than a vector is one masked vector just wide
+    // enough for it (13 outputs: 16 lanes, 13 active), not scalars.
+    let vl = match hi - lo {
+        0 | 1 => 1,
+        w => lanes.min(w.next_power_of_two().min(u16::MAX as usize) as u16),
     };
     let w = Walk {
         axes,
