@@ -997,6 +997,43 @@ fn small_strides_with_masks() {
     }
 }
 
+/// Strides too wide for a span, without a mask (a few lanes: scalar loads
+/// put together in LLVM; more: a gather), forwards and backwards.
+fn check_far_strides<T: El>() {
+    for lanes in [2u16, 3, 6, 8, 16] {
+        for stride in [5i64, 32, -7] {
+            let l = lanes as i64;
+            let reach = (l - 1) * stride.abs();
+            let n = reach + 1;
+            let first = if stride < 0 { reach } else { 0 };
+            let mut b = KernelBuilder::new("far");
+            let x = b.input("x", T::D, n);
+            let y = b.output("y", T::D, l);
+            let v = Expr::load_vec(x, Expr::idx(first), lanes, stride, None);
+            b.store_vec(y, Expr::idx(0), v, 1, None);
+            let k = b.finish();
+            let s = T::samples();
+            let xs: Vec<T> = (0..n as usize).map(|i| s[(i * 5 + 1) % s.len()]).collect();
+            let expect: Vec<Vec<u8>> = (0..l)
+                .map(|j| xs[(first + j * stride) as usize].bytes())
+                .collect();
+            let out = vec![0xCDu8; lanes as usize * size_of(T::D)];
+            for r in run(&k, &[to_bytes(&xs), out], &[]) {
+                let what = format!("{} {} x{lanes} stride {stride}", r.cpu, T::D);
+                check_elems(&what, T::D, &r.bufs[1], &expect);
+            }
+        }
+    }
+}
+
+#[test]
+fn far_strides_without_masks() {
+    check_far_strides::<f32>();
+    check_far_strides::<f64>();
+    check_far_strides::<u8>();
+    check_far_strides::<bool>();
+}
+
 #[test]
 fn strided_loads_and_stores() {
     check_transpose::<i32>(4);

@@ -1,5 +1,6 @@
 //! Loads and stores: contiguous vectors as vector accesses, strided ones
-//! as gathers and scatters, masked ones through LLVM's masked intrinsics
+//! as a span and a shuffle (small strides), scalar loads (a few lanes) or
+//! gathers, and scatters, masked ones through LLVM's masked intrinsics
 //! (one instruction with AVX-512 masks; lanes past the mask are never
 //! touched), a stride of zero as one scalar access. Bools are bytes in
 //! memory.
@@ -16,6 +17,9 @@ use saturn_ir::kernel::{BufId, Expr, Ty};
 /// shuffle, if the span has at most [`MAX_SPAN_LANES`] elements.
 const MAX_SPAN_STRIDE: i64 = 4;
 const MAX_SPAN_LANES: i64 = 64;
+/// Unmasked strided loads of at most this many lanes (too far apart for a
+/// span) are scalar loads.
+const MAX_SCALAR_LANES: u16 = 8;
 
 impl<'a, 'ctx> FnLower<'a, 'ctx> {
     /// The element type and base address of a buffer.
@@ -198,6 +202,25 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 self.b
                     .build_shuffle_vector(wide, wide.get_type().get_poison(), pick, "")?
                     .into()
+            }
+            None if lanes <= MAX_SCALAR_LANES => {
+                // A few lanes far apart: scalar loads put together, which
+                // beats a gather (many micro-ops on every x86 core).
+                let mut v = mt.into_vector_type().get_poison();
+                for j in 0..lanes as i64 {
+                    let at = self
+                        .b
+                        .build_int_add(idx, self.index(j * stride), "")?;
+                    let addr = self.element(et, base, at)?;
+                    let s = self.load_scalar(et, addr, align)?;
+                    v = self.b.build_insert_element(
+                        v,
+                        s,
+                        self.c.i32_type().const_int(j as u64, false),
+                        "",
+                    )?;
+                }
+                v.into()
             }
             _ => {
                 let ptrs = self.lane_addrs(et, base, idx, lanes, stride)?;
