@@ -777,8 +777,18 @@ fn pack(
         b.end_for();
     };
     fill(b, &ow_a, &lo);
+    // Whole vectors without masks, then one masked vector for the rest.
+    let l = lanes as i64;
+    let full = b.let_("full", lo.clone() + (hi.clone() - lo.clone()) / l * l);
     {
-        let v = b.begin_for("c", lo.clone(), hi.clone(), lanes as i64, LoopKind::Serial);
+        let v = b.begin_for("c", lo.clone(), full.clone(), l, LoopKind::Serial);
+        let src = xrow.clone() + v.clone() * st + kd_off.clone();
+        let val = Expr::load_vec(x, src, lanes, st, None);
+        b.store_vec(panel, dst.clone() + v, val, 1, None);
+        b.end_for();
+    }
+    {
+        let v = b.begin_for("ct", full, hi.clone(), l, LoopKind::Serial);
         let m = b.let_("m", hi.clone() - v.clone());
         let src = xrow.clone() + v.clone() * st + kd_off;
         let val = Expr::load_vec(x, src, lanes, st, Some(m.clone()));
