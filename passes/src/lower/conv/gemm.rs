@@ -256,7 +256,7 @@ impl Plan {
             1
         };
         // On a grid, `B` is the padded input itself.
-        let direct_b = grid.is_some() || (pointwise && along == Along::Positions);
+        let direct_b = grid.is_some() || pointwise;
         // The block of output channels a chunk must be a multiple of.
         let cblock = match along {
             Along::Positions => mr,
@@ -994,7 +994,9 @@ impl Task<'_> {
 
     /// [`Task::run`] with the channels along the lanes: blocks of `nb`
     /// channels (the last of the group partial) × `mr` positions (the last
-    /// of the tile partial; the panel is zero past the tile).
+    /// of the tile partial: a packed panel is zero past the tile, and a
+    /// 1×1 convolution reading its input in place repeats the tile's last
+    /// position).
     fn run_channels(&self, cx: &mut NodeCx) -> Result<(), Unsupported> {
         let p = self.plan;
         let (nb, mr) = (p.nb, p.mr as i64);
@@ -1060,6 +1062,11 @@ impl Task<'_> {
             }
         }
         let wp = cx.b.decl("wp", wblk.clone());
+        // Read from the input itself, a partial block's positions past the
+        // tile would leave it: they read the tile's last position instead
+        // (their sums are never stored).
+        let last = (tail && p.direct_b && self.grid.is_none())
+            .then(|| cx.b.let_("last", self.tl.clone() - j.clone() - 1));
         self.k_loop(cx, j, wp, nb, &mut |cx, brow| {
             let wv: Vec<Expr> = (0..nv)
                 .map(|c| {
@@ -1074,9 +1081,13 @@ impl Task<'_> {
                 })
                 .collect();
             for r in 0..mr {
+                let off = match &last {
+                    Some(last) if r > 0 => Expr::idx(r as i64).min(last.clone()),
+                    _ => Expr::idx(r as i64),
+                };
                 let a = cx.b.let_(
                     &format!("x{r}"),
-                    Expr::load(self.b.buf, brow.clone() + r as i64).splat(l),
+                    Expr::load(self.b.buf, brow.clone() + off).splat(l),
                 );
                 for c in 0..nv {
                     let v = acc[r * nv + c];
