@@ -32,6 +32,32 @@ pub trait Codegen: Send + Sync {
     }
 }
 
+/// Why a CPU code generator cannot represent a type.
+pub(crate) enum BadType {
+    /// An element type outside the Kernel IR's.
+    Unsupported(String),
+    /// Not a type at all (invalid IR).
+    Invalid(&'static str),
+}
+
+/// Whether the CPU code generators can represent `ty`.
+pub(crate) fn bad_type(ty: saturn_ir::kernel::Ty) -> Option<BadType> {
+    if !saturn_ir::kernel::is_kernel_dtype(ty.elem) {
+        return Some(BadType::Unsupported(format!("element type {}", ty.elem)));
+    }
+    (ty.lanes == 0).then_some(BadType::Invalid("a vector type with zero lanes"))
+}
+
+/// The first buffer or variable of `k` whose type the CPU code generators
+/// cannot represent.
+pub(crate) fn bad_kernel_type(k: &Kernel) -> Option<BadType> {
+    k.bufs
+        .iter()
+        .find(|b| !saturn_ir::kernel::is_kernel_dtype(b.dtype))
+        .map(|b| BadType::Unsupported(format!("buffer `{}` of {}", b.name, b.dtype)))
+        .or_else(|| k.vars.iter().find_map(|v| bad_type(v.ty)))
+}
+
 /// The first variable bound outside `body` (`outer` says which) that
 /// `body` assigns: a parallel loop's iterations may not share one.
 pub(crate) fn assigned_outer(

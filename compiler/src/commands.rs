@@ -407,7 +407,11 @@ fn print_profile(
         total * 1e3,
         runs.max(1)
     );
-    for (n, t, count) in by_name.iter().take(25) {
+    let shown = std::env::var("SATURN_PROFILE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
+    for (n, t, count) in by_name.iter().take(shown) {
         eprintln!(
             "  {:>9.3} ms {:>5.1}%  {n}{}",
             t * 1e3,
@@ -417,6 +421,15 @@ fn print_profile(
             } else {
                 String::new()
             }
+        );
+    }
+    if by_name.len() > shown {
+        let rest: f64 = by_name[shown..].iter().map(|r| r.1).sum();
+        eprintln!(
+            "  {:>9.3} ms {:>5.1}%  ({} more kernels; SATURN_PROFILE_ROWS=N shows N rows)",
+            rest * 1e3,
+            100.0 * rest / total.max(1e-12),
+            by_name.len() - shown
         );
     }
     Ok(())

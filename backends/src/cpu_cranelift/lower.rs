@@ -150,25 +150,18 @@ impl<'a> FnLower<'a> {
 
     /// Buffer and variable types the code generator can represent.
     fn check_kernel(&self) -> R<()> {
-        for b in &self.k.bufs {
-            if !saturn_ir::kernel::is_kernel_dtype(b.dtype) {
-                return Err(self.unsupported(format!("buffer `{}` of {}", b.name, b.dtype)));
-            }
-        }
-        for v in &self.k.vars {
-            self.check_ty(v.ty)?;
-        }
-        Ok(())
+        crate::native::bad_kernel_type(self.k).map_or(Ok(()), |b| Err(self.bad_type(b)))
     }
 
     pub(super) fn check_ty(&self, ty: Ty) -> R<()> {
-        if !saturn_ir::kernel::is_kernel_dtype(ty.elem) {
-            return Err(self.unsupported(format!("element type {}", ty.elem)));
+        crate::native::bad_type(ty).map_or(Ok(()), |b| Err(self.bad_type(b)))
+    }
+
+    fn bad_type(&self, b: crate::native::BadType) -> CodegenError {
+        match b {
+            crate::native::BadType::Unsupported(what) => self.unsupported(what),
+            crate::native::BadType::Invalid(what) => self.invalid(what),
         }
-        if ty.lanes == 0 {
-            return Err(self.invalid("a vector type with zero lanes"));
-        }
-        Ok(())
     }
 
     /// Loads the buffer addresses and dims from the argument arrays.

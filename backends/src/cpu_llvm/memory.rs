@@ -208,9 +208,7 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 // beats a gather (many micro-ops on every x86 core).
                 let mut v = mt.into_vector_type().get_poison();
                 for j in 0..lanes as i64 {
-                    let at = self
-                        .b
-                        .build_int_add(idx, self.index(j * stride), "")?;
+                    let at = self.b.build_int_add(idx, self.index(j * stride), "")?;
                     let addr = self.element(et, base, at)?;
                     let s = self.load_scalar(et, addr, align)?;
                     v = self.b.build_insert_element(
