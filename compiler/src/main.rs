@@ -154,7 +154,8 @@ enum Command {
         #[arg(long, default_value = "host", value_parser = target_name)]
         target: String,
         /// Also time every kernel and print the most expensive ones (to
-        /// stderr).
+        /// stderr): the 25 slowest, or as many as the environment variable
+        /// SATURN_PROFILE_ROWS says.
         #[arg(long)]
         profile: bool,
         /// Also time ONNX Runtime (CPU, all graph optimizations) on the
