@@ -7,9 +7,9 @@
 //! (`klo..khi`). The last axis is split, at lowering time, into the
 //! outputs whose whole window lies inside the input (the interior, walked
 //! in vectors of `lanes` consecutive outputs, a masked vector for the
-//! rest or for an interior narrower than a vector) and the borders before and after it (scalar, with bounded taps).
-//! A [`Body`] declares its accumulators per output, consumes each tap and
-//! stores the result.
+//! rest or for an interior narrower than a vector) and the borders before
+//! and after it (scalar, with bounded taps). A [`Body`] declares its
+//! accumulators per output, consumes each tap and stores the result.
 
 use super::super::Unsupported;
 use super::super::cx::NodeCx;
