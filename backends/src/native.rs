@@ -58,6 +58,20 @@ pub(crate) fn bad_kernel_type(k: &Kernel) -> Option<BadType> {
         .or_else(|| k.vars.iter().find_map(|v| bad_type(v.ty)))
 }
 
+/// The lanes of a call with arguments of `args` lanes returning `ret`:
+/// the widest of them, which every vector argument and the result must
+/// have (scalar arguments are splatted); `None` when they disagree.
+pub(crate) fn call_lanes(args: &[u16], ret: Option<saturn_ir::kernel::Ty>) -> Option<u16> {
+    let lanes = ret
+        .map(|t| t.lanes)
+        .into_iter()
+        .chain(args.iter().copied())
+        .max()
+        .unwrap_or(1);
+    let agree = args.iter().all(|&l| l == 1 || l == lanes) && ret.is_none_or(|t| t.lanes == lanes);
+    agree.then_some(lanes)
+}
+
 /// The first variable bound outside `body` (`outer` says which) that
 /// `body` assigns: a parallel loop's iterations may not share one.
 pub(crate) fn assigned_outer(

@@ -460,17 +460,9 @@ impl FnLower<'_> {
     /// of type `ret`; vector arguments go lane by lane.
     pub(super) fn call(&mut self, name: &str, args: &[Expr], ret: Option<Ty>) -> R<Option<Val>> {
         let vals = args.iter().map(|a| self.expr(a)).collect::<R<Vec<Val>>>()?;
-        let lanes = ret
-            .map(|t| t.lanes)
-            .into_iter()
-            .chain(vals.iter().map(|v| v.ty.lanes))
-            .max()
-            .unwrap_or(1);
-        if vals.iter().any(|v| v.ty.lanes != 1 && v.ty.lanes != lanes)
-            || ret.is_some_and(|t| t.lanes != lanes)
-        {
-            return Err(self.invalid(format!("call of `{name}` with mixed lane counts")));
-        }
+        let arg_lanes: Vec<u16> = vals.iter().map(|v| v.ty.lanes).collect();
+        let lanes = crate::native::call_lanes(&arg_lanes, ret)
+            .ok_or_else(|| self.invalid(format!("call of `{name}` with mixed lane counts")))?;
         let arg_types: Vec<DType> = vals.iter().map(|v| v.ty.elem).collect();
         let sig = abi::call_sig(self.m, &arg_types, ret.map(|t| t.elem))
             .ok_or_else(|| self.unsupported(format!("call of `{name}` with these types")))?;

@@ -526,17 +526,9 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
             .iter()
             .map(|a| self.expr(a))
             .collect::<R<Vec<Val<'ctx>>>>()?;
-        let lanes = ret
-            .map(|t| t.lanes)
-            .into_iter()
-            .chain(vals.iter().map(|v| v.ty.lanes))
-            .max()
-            .unwrap_or(1);
-        if vals.iter().any(|v| v.ty.lanes != 1 && v.ty.lanes != lanes)
-            || ret.is_some_and(|t| t.lanes != lanes)
-        {
-            return Err(self.invalid(format!("call of `{name}` with mixed lane counts")));
-        }
+        let arg_lanes: Vec<u16> = vals.iter().map(|v| v.ty.lanes).collect();
+        let lanes = crate::native::call_lanes(&arg_lanes, ret)
+            .ok_or_else(|| self.invalid(format!("call of `{name}` with mixed lane counts")))?;
         // C passes integers narrower than `int` widened; bool is a byte.
         let c_type = |d: DType| -> Option<BasicTypeEnum<'ctx>> {
             match d {

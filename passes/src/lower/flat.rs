@@ -220,6 +220,12 @@ pub fn lower(
                     cx.b.store_vec(partial, at(&ii, j), acc, 1, mask.clone());
                 }
             };
+            // One column step: its B vectors, then the multiply-adds.
+            let mut plain = |cx: &mut NodeCx, j: Expr, m: Option<Expr>| {
+                let bv: Vec<Expr> = (0..step).map(|uu| load_b(cx, &j, uu, &m)).collect();
+                update(cx, &j, &m, &bv);
+                Ok(())
+            };
             if p.double_buffer {
                 // Full vectors, the B vectors of the next column step loaded
                 // before the multiply-adds of the current one.
@@ -254,20 +260,9 @@ pub fn lower(
                 update(cx, &j, &None, &bv);
                 cx.b.end_for();
                 cx.b.end_if();
-                if let Some(t) = &tail {
-                    cx.b.begin_if(Expr::bin(BinOp::Gt, j1.clone(), Expr::idx(nfull as i64)));
-                    let j = Expr::idx(nfull as i64);
-                    let m = Some(t.clone());
-                    let bv: Vec<Expr> = (0..step).map(|uu| load_b(cx, &j, uu, &m)).collect();
-                    update(cx, &j, &m, &bv);
-                    cx.b.end_if();
-                }
+                col_tail(cx, &j1, nfull, &tail, &mut plain)?;
             } else {
-                col_loop(cx, &j0, &jf, &j1, nfull, &tail, &mut |cx, j, m| {
-                    let bv: Vec<Expr> = (0..step).map(|uu| load_b(cx, &j, uu, &m)).collect();
-                    update(cx, &j, &m, &bv);
-                    Ok(())
-                })?;
+                col_loop(cx, &j0, &jf, &j1, nfull, &tail, &mut plain)?;
             }
             cx.b.end_for();
         }
@@ -299,6 +294,17 @@ fn col_loop(
     );
     body(cx, j, None)?;
     cx.b.end_for();
+    col_tail(cx, j1, nfull, tail, body)
+}
+
+/// The partial vector at `nfull`, when the task's columns reach it.
+fn col_tail(
+    cx: &mut NodeCx,
+    j1: &Expr,
+    nfull: usize,
+    tail: &Option<Expr>,
+    body: &mut ColBody,
+) -> Result<(), Unsupported> {
     if let Some(t) = tail {
         cx.b.begin_if(Expr::bin(BinOp::Gt, j1.clone(), Expr::idx(nfull as i64)));
         body(cx, Expr::idx(nfull as i64), Some(t.clone()))?;

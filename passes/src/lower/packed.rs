@@ -175,6 +175,15 @@ pub fn lower(
     }
     cx.b.end_for();
     cx.b.end_for();
+    let blk = Operands {
+        s,
+        view,
+        bidx,
+        ap,
+        bp,
+        a_base: &a_base,
+        b_base: &b_base,
+    };
     // Column blocks of NC columns, full panels first.
     let full_n = n / rblk.nr();
     let q_per_block = nc / rblk.nr();
@@ -193,20 +202,7 @@ pub fn lower(
             cx.b.begin_for("p", p0.clone(), pf.clone(), 1, LoopKind::Serial);
         let q =
             cx.b.begin_for("q", q0.clone(), q1.clone(), 1, LoopKind::Serial);
-        micro(
-            cx,
-            s,
-            view,
-            bidx,
-            ap,
-            bp,
-            &a_base,
-            &b_base,
-            &p,
-            &q,
-            rblk.mr,
-            rblk.nr(),
-        )?;
+        micro(cx, &blk, &p, &q, rblk.mr, rblk.nr())?;
         cx.b.end_for();
         cx.b.end_for();
         if m % rblk.mr != 0 {
@@ -215,13 +211,7 @@ pub fn lower(
                     cx.b.begin_for("q", q0.clone(), q1.clone(), 1, LoopKind::Serial);
                 micro(
                     cx,
-                    s,
-                    view,
-                    bidx,
-                    ap,
-                    bp,
-                    &a_base,
-                    &b_base,
+                    &blk,
                     &Expr::idx(full_m as i64),
                     &q,
                     m % rblk.mr,
@@ -237,32 +227,13 @@ pub fn lower(
         let q = Expr::idx(full_n as i64);
         let pf = cx.b.let_("pf", p1.clone().min(Expr::idx(full_m as i64)));
         let p = cx.b.begin_for("p", p0.clone(), pf, 1, LoopKind::Serial);
-        micro(
-            cx,
-            s,
-            view,
-            bidx,
-            ap,
-            bp,
-            &a_base,
-            &b_base,
-            &p,
-            &q,
-            rblk.mr,
-            n % rblk.nr(),
-        )?;
+        micro(cx, &blk, &p, &q, rblk.mr, n % rblk.nr())?;
         cx.b.end_for();
         if m % rblk.mr != 0 {
             tail_rows(cx, &p1, full_m, |cx| {
                 micro(
                     cx,
-                    s,
-                    view,
-                    bidx,
-                    ap,
-                    bp,
-                    &a_base,
-                    &b_base,
+                    &blk,
                     &Expr::idx(full_m as i64),
                     &q,
                     m % rblk.mr,
@@ -301,22 +272,37 @@ fn flat_batch(batch: &[usize], bidx: &[Expr]) -> Expr {
     e
 }
 
-/// One `rows × cols` block of C at row panel `p`, column panel `q`.
-#[allow(clippy::too_many_arguments)]
-fn micro(
-    cx: &mut NodeCx,
-    s: &GemmSpec,
-    view: &[usize],
-    bidx: &[Expr],
+/// What every micro-kernel of one GEMM reads: the spec, C's view and batch
+/// position, the packed panels and this batch's offsets in them.
+#[derive(Clone, Copy)]
+struct Operands<'a> {
+    s: &'a GemmSpec,
+    view: &'a [usize],
+    bidx: &'a [Expr],
     ap: BufId,
     bp: BufId,
-    a_base: &Expr,
-    b_base: &Expr,
+    a_base: &'a Expr,
+    b_base: &'a Expr,
+}
+
+/// One `rows × cols` block of C at row panel `p`, column panel `q`.
+fn micro(
+    cx: &mut NodeCx,
+    o: &Operands,
     p: &Expr,
     q: &Expr,
     rows: usize,
     cols: usize,
 ) -> Result<(), Unsupported> {
+    let Operands {
+        s,
+        view,
+        bidx,
+        ap,
+        bp,
+        a_base,
+        b_base,
+    } = *o;
     let rblk = cx.reg_block();
     let l = rblk.lanes as u16;
     let vty = Ty::vector(DType::F32, l);
