@@ -2,7 +2,8 @@
 //! to machine code in this process, or to an object file for a library)
 //! and the C math functions that code compiled into this process may call.
 
-use saturn_ir::kernel::Kernel;
+use saturn_ir::DType;
+use saturn_ir::kernel::{BinOp, Kernel, Ty, UnOp};
 use saturn_ir::target::Target;
 use saturn_runtime::KernelFn;
 
@@ -15,6 +16,11 @@ pub trait Codegen: Send + Sync {
     /// The widest vectors the generated code keeps in one register, in
     /// bits: kernels are lowered for this width.
     fn vector_bits(&self) -> u32;
+    /// Whether [`BinOp::Ldexp`] on vectors of that width is one
+    /// instruction (otherwise it is expanded, see [`ldexp_expanded`]).
+    fn has_ldexp(&self) -> bool {
+        false
+    }
     /// Compiles `kernels` into this process; `symbols` supplies the
     /// functions they import (the runtime's `saturn_parallel_for`).
     fn jit(
@@ -94,7 +100,89 @@ pub(crate) fn assigned_outer(
 pub fn lowering_target(target: &Target, codegen: &dyn Codegen) -> Target {
     let mut t = target.clone();
     t.vector_bits = codegen.vector_bits();
+    t.has_ldexp = codegen.has_ldexp();
     t
+}
+
+/// The value operations of a code generator that [`ldexp_expanded`] is
+/// written in (each code generator's own methods of these names).
+pub(crate) trait ValueOps {
+    type V: Clone;
+    type E;
+    fn ty_of(v: &Self::V) -> Ty;
+    /// `v` in every lane of type `ty` (truncated for integer types).
+    fn constant_of(&mut self, ty: Ty, v: f64) -> Result<Self::V, Self::E>;
+    fn unary(&mut self, op: UnOp, a: Self::V) -> Result<Self::V, Self::E>;
+    fn binary(&mut self, op: BinOp, a: Self::V, b: Self::V) -> Result<Self::V, Self::E>;
+    fn select(&mut self, c: Self::V, a: Self::V, b: Self::V) -> Result<Self::V, Self::E>;
+    fn bitcast(&mut self, to: DType, a: Self::V) -> Result<Self::V, Self::E>;
+}
+
+/// [`BinOp::Ldexp`] without a scale instruction: `a` multiplied in turn
+/// by three powers of two built in the exponent bits, whose exponents sum
+/// to `floor(b)` (reaching past every finite result). Scaling up takes
+/// steps of at most the largest exponent; scaling down below the smallest
+/// normal exponent takes steps that keep a normal value normal (f32:
+/// 2^-102 = 2^-126 · 2^24), so that only the last multiplication rounds,
+/// unless the result is below half the smallest subnormal anyway.
+/// Infinite and NaN `b` are fixed up after.
+pub(crate) fn ldexp_expanded<O: ValueOps>(o: &mut O, a: O::V, b: O::V) -> Result<O::V, O::E> {
+    let ty = O::ty_of(&a);
+    let (lo, hi, digits, shift, ity) = if ty.elem == DType::F64 {
+        (-1022.0, 1023.0, 53.0, 52, DType::I64)
+    } else {
+        (-126.0, 127.0, 24.0, 23, DType::I32)
+    };
+    let f = o.unary(UnOp::Floor, b)?;
+    let clamp = |o: &mut O, x: O::V| {
+        let l = o.constant_of(ty, lo)?;
+        let h = o.constant_of(ty, hi)?;
+        let x = o.binary(BinOp::Max, x, l)?;
+        o.binary(BinOp::Min, x, h)
+    };
+    let step = |o: &mut O, x: O::V| {
+        let l = o.constant_of(ty, lo)?;
+        let below = o.binary(BinOp::Lt, x.clone(), l)?;
+        let down = o.constant_of(ty, lo + digits)?;
+        let h = o.constant_of(ty, hi)?;
+        let up = o.binary(BinOp::Min, x, h)?;
+        o.select(below, down, up)
+    };
+    // 2^e for an integer-valued e in [lo, hi]: e + bias (= hi) lands in the low
+    // mantissa bits of 1.5 · 2^shift, and the shift moves it into the
+    // exponent field.
+    let pow2 = |o: &mut O, e: O::V| {
+        let magic = o.constant_of(ty, 1.5 * 2f64.powi(shift) + hi)?;
+        let biased = o.binary(BinOp::Add, e, magic)?;
+        let bits = o.bitcast(ity, biased)?;
+        let by = o.constant_of(ty.with_elem(ity), shift as f64)?;
+        let bits = o.binary(BinOp::Shl, bits, by)?;
+        o.bitcast(ty.elem, bits)
+    };
+    let e1 = step(o, f.clone())?;
+    let r = o.binary(BinOp::Sub, f.clone(), e1.clone())?;
+    let e2 = step(o, r.clone())?;
+    let r = o.binary(BinOp::Sub, r, e2.clone())?;
+    let e3 = clamp(o, r)?;
+    let mut y = a.clone();
+    for e in [e1, e2, e3] {
+        let s = pow2(o, e)?;
+        y = o.binary(BinOp::Mul, y, s)?;
+    }
+    // b = ±inf: a · inf or a · 0 (NaN for 0 · inf, inf · 0), but +inf or
+    // +0 for a NaN `a` (as vscalef).
+    let inf = o.constant_of(ty, f64::INFINITY)?;
+    let zero = o.constant_of(ty, 0.0)?;
+    let up = o.binary(BinOp::Gt, f.clone(), zero.clone())?;
+    let factor = o.select(up, inf.clone(), zero)?;
+    let a_nan = o.binary(BinOp::Ne, a.clone(), a.clone())?;
+    let scaled = o.binary(BinOp::Mul, a, factor.clone())?;
+    let at_inf = o.select(a_nan, factor, scaled)?;
+    let mag = o.unary(UnOp::Abs, f.clone())?;
+    let infinite = o.binary(BinOp::Eq, mag, inf)?;
+    let y = o.select(infinite, at_inf, y)?;
+    let nan = o.binary(BinOp::Ne, f.clone(), f.clone())?;
+    o.select(nan, f, y)
 }
 
 /// Kernels compiled into this process. Entry points are valid while the

@@ -376,6 +376,7 @@ macro_rules! int_el {
                     Le => return Some(self::b(a <= b)),
                     Gt => return Some(self::b(a > b)),
                     Ge => return Some(self::b(a >= b)),
+                    Ldexp => return None,
                 };
                 Some(v.bytes())
             }
@@ -414,6 +415,30 @@ int_el!(u8, DType::U8);
 int_el!(u16, DType::U16);
 int_el!(u32, DType::U32);
 int_el!(u64, DType::U64);
+
+/// `a · 2^floor(b)` in f64 by exact power-of-two steps (the samples give
+/// no results in the subnormal range, where steps could round twice).
+fn ldexp(a: f64, b: f64) -> f64 {
+    if b.is_nan() {
+        return f64::NAN;
+    }
+    // As vscalef: a NaN scaled by 2^±inf is +inf or +0.
+    match (a.is_nan(), b) {
+        (true, f64::INFINITY) => return f64::INFINITY,
+        (true, f64::NEG_INFINITY) => return 0.0,
+        (_, f64::INFINITY) => return a * f64::INFINITY,
+        (_, f64::NEG_INFINITY) => return a * 0.0,
+        _ => {}
+    }
+    let mut k = b.floor().clamp(-3000.0, 3000.0) as i32;
+    let mut y = a;
+    while k != 0 {
+        let s = k.clamp(-1000, 1000);
+        y *= 2f64.powi(s);
+        k -= s;
+    }
+    y
+}
 
 macro_rules! float_el {
     ($t:ty, $d:expr) => {
@@ -464,6 +489,7 @@ macro_rules! float_el {
                     Le => return Some(self::b(a <= b)),
                     Gt => return Some(self::b(a > b)),
                     Ge => return Some(self::b(a >= b)),
+                    Ldexp => ldexp(a as f64, b as f64) as $t,
                     And | Or | Xor | Shl | Shr => return None,
                 };
                 Some(v.bytes())
@@ -598,14 +624,15 @@ fn map2(
     b.finish()
 }
 
-/// Lane counts to try for a dtype: scalar, one native vector, two native
-/// vectors, and an odd width kept lane by lane.
+/// Lane counts to try for a dtype: scalar, one 128-bit vector, 256 and
+/// 512 bits (one register with AVX2 or AVX-512, several otherwise), and
+/// an odd width kept lane by lane.
 fn lane_counts(d: DType) -> Vec<u16> {
     let native = (128 / d.bits()) as u16;
-    vec![1, native, native * 2, 3]
+    vec![1, native, native * 2, native * 4, 3]
 }
 
-const BINOPS: [BinOp; 18] = [
+const BINOPS: [BinOp; 19] = [
     BinOp::Add,
     BinOp::Sub,
     BinOp::Mul,
@@ -624,6 +651,7 @@ const BINOPS: [BinOp; 18] = [
     BinOp::Le,
     BinOp::Gt,
     BinOp::Ge,
+    BinOp::Ldexp,
 ];
 
 const UNOPS: [UnOp; 8] = [

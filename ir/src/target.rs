@@ -39,6 +39,11 @@ pub struct Target {
     pub peak_flops_f32: f64,
     /// Fixed cost of running one kernel, in seconds.
     pub kernel_overhead: f64,
+    /// The code generator has one instruction for `ldexp` (x · 2^n, as
+    /// AVX-512's `vscalefps`): kernels may scale by powers of two with it
+    /// rather than by building `2^n` from exponent bits. Set from the code
+    /// generator ([`Target::host`] and the reference targets say no).
+    pub has_ldexp: bool,
 }
 
 impl fmt::Display for Target {
@@ -113,6 +118,7 @@ impl Target {
             dram_bandwidth: 20e9,
             peak_flops_f32: peak,
             kernel_overhead: 2e-6,
+            has_ldexp: false,
         }
     }
 

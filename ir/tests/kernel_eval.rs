@@ -172,3 +172,54 @@ mod half_storage {
         }
     }
 }
+
+#[test]
+fn ldexp_is_an_exact_scale_by_a_power_of_two() {
+    let src = "kernel @ldexp(in %a: f32[17], in %b: f32[17], out %y: f32[17]) {
+  for %i = 0 to 17 {
+    store %y[%i] = ldexp(load %a[%i], load %b[%i])
+  }
+}
+";
+    let inf = f32::INFINITY;
+    let tiny = f32::from_bits(1); // 2^-149, the smallest subnormal
+    #[rustfmt::skip]
+    let cases: [(f32, f32, f32); 17] = [
+        (1.5, 3.7, 12.0),              // b is floored
+        (3.0, -2.5, 0.375),            // floor(-2.5) = -3
+        (1.0, -149.0, tiny),
+        (1.0, -150.0, 0.0),            // half the smallest subnormal: to even
+        (1.5, -150.0, tiny),           // above half: up
+        (2f32.powi(-140), 200.0, 2f32.powi(60)), // from a subnormal, exact
+        (3e38, 1.0, inf),
+        (-0.0, 10.0, -0.0),
+        (-2.0, inf, -inf),
+        (5.0, -inf, 0.0),
+        (1.0, 1e30, inf),
+        (1e30, -1e30, 0.0),
+        (0.0, inf, f32::NAN),          // 0 · 2^+inf
+        (inf, -inf, f32::NAN),         // inf · 2^-inf
+        (1.0, f32::NAN, f32::NAN),
+        (f32::NAN, inf, inf),          // as vscalef
+        (f32::NAN, -inf, 0.0),
+    ];
+    let a: Vec<f32> = cases.iter().map(|c| c.0).collect();
+    let b: Vec<f32> = cases.iter().map(|c| c.1).collect();
+    let mut bufs = vec![f32s(&a), f32s(&b), f32s(&[0.; 17])];
+    if let Err(e) = run(src, &mut bufs, &[]) {
+        panic!("{e}");
+    }
+    for (i, (c, y)) in cases.iter().zip(bufs[2].chunks(4)).enumerate() {
+        let y = f32::from_le_bytes(y.try_into().unwrap());
+        let same = if c.2.is_nan() {
+            y.is_nan()
+        } else {
+            y.to_bits() == c.2.to_bits()
+        };
+        assert!(
+            same,
+            "case {i}: ldexp({}, {}) = {y:e}, want {:e}",
+            c.0, c.1, c.2
+        );
+    }
+}

@@ -165,7 +165,7 @@ fn every_op() -> Kernel {
     b.let_("un", Expr::un(Not, bo.clone()));
     b.let_("un", Expr::un(Not, i.clone()));
     use BinOp::*;
-    for op in [Add, Sub, Mul, Div, Rem, Min, Max] {
+    for op in [Add, Sub, Mul, Div, Rem, Min, Max, Ldexp] {
         b.let_("bin", Expr::bin(op, fv.clone(), fv.clone()));
     }
     for op in [Rem, Shl, Shr, And, Or, Xor] {
@@ -1232,6 +1232,10 @@ impl Gen {
         let numeric = e.is_int() || e.is_float();
         use BinOp::*;
         match self.r.below(12) {
+            0 | 1 if e.is_float() => {
+                let op = self.r.pick(&[Add, Sub, Mul, Div, Min, Max, Ldexp]);
+                Expr::bin(op, self.expr(t, d), self.expr(t, d))
+            }
             0 | 1 if numeric => {
                 let op = self.r.pick(&[Add, Sub, Mul, Div, Min, Max]);
                 Expr::bin(op, self.expr(t, d), self.expr(t, d))
@@ -1437,7 +1441,7 @@ fn random_kernels_cover_every_construct() {
     }
     for op in [
         "Add", "Sub", "Mul", "Div", "Rem", "Min", "Max", "And", "Or", "Xor", "Shl", "Shr", "Eq",
-        "Ne", "Lt", "Le", "Gt", "Ge",
+        "Ne", "Lt", "Le", "Gt", "Ge", "Ldexp",
     ] {
         want.push(format!("Binary {op}"));
     }

@@ -906,7 +906,8 @@ fn log_softmax_and_hardmax() {
 
 /// Rows long enough for several independent accumulators (pairs, for the
 /// two-pass and online algorithms), merged at the end: ordinary rows, a
-/// masked-out row, -inf and +inf in the later parts, remainders.
+/// masked-out row, -inf and +inf in the later parts, a NaN first,
+/// remainders.
 #[test]
 fn softmax_long_rows_with_several_accumulators() {
     let mut rng = Rng(24);
@@ -918,6 +919,8 @@ fn softmax_long_rows_with_several_accumulators() {
         }
         x[2 * n] = f64::NEG_INFINITY;
         x[2 * n + n / 2] = 80.0;
+        // Row 3: NaN first, in a lane whose later elements are finite.
+        x[3 * n] = f64::NAN;
         let x = Tensor::from_vec(vec![4, n], x).cast(DType::F32, true);
         softmax_case(&x, -1, 1.0, None);
         // Wide vectors keep four accumulators (pairs) on such rows.

@@ -1,5 +1,6 @@
 //! Pass snapshot tests: every `passes/*.tir` file names its pipeline and
-//! target in a header (`# pipeline: eqsat`, `# target: x86-64-avx512`);
+//! target in a header (`# pipeline: eqsat`, `# target: x86-64-avx512`,
+//! and `# ldexp: yes` where the code generator has a scale instruction);
 //! the output graph, the rules that fired and the kernel choices with the
 //! estimates behind them are snapshot with insta beside this file. A
 //! pipeline ending in `lower` snapshots the Kernel IR the graph lowers to
@@ -40,9 +41,11 @@ fn pass_snapshots() {
                 .split(',')
                 .map(str::trim)
                 .collect();
-            let target = header(&text, "target")
+            let mut target = header(&text, "target")
                 .and_then(Target::named)
                 .unwrap_or_else(|| panic!("{}: no known `# target:` header", path.display()));
+            // `# ldexp: yes`: the code generator has a scale instruction.
+            target.has_ldexp = header(&text, "ldexp") == Some("yes");
             let lower = pipeline.last() == Some(&"lower");
             let pipeline: Vec<&str> = pipeline.into_iter().filter(|p| *p != "lower").collect();
             let g = parse(&text).unwrap_or_else(|e| panic!("{}:{e}", path.display()));

@@ -203,6 +203,9 @@ impl FnLower<'_> {
             )));
         }
         let c = class(a.ty.elem);
+        if op == BinOp::Ldexp && c == Class::Float {
+            return crate::native::ldexp_expanded(self, a, b);
+        }
         let b = if c == Class::Bool {
             self.reshape(b, a.shape)
         } else {
@@ -211,7 +214,7 @@ impl FnLower<'_> {
         use BinOp::*;
         let ok = match c {
             Class::Float => !matches!(op, And | Or | Xor | Shl | Shr),
-            Class::Signed | Class::Unsigned => true,
+            Class::Signed | Class::Unsigned => op != Ldexp,
             Class::Bool => matches!(op, And | Or | Xor | Min | Max) || op.is_compare(),
         };
         if !ok {
@@ -285,6 +288,7 @@ impl FnLower<'_> {
             Shl => self.fb.ins().ishl(x, y),
             Shr if signed => self.fb.ins().sshr(x, y),
             Shr => self.fb.ins().ushr(x, y),
+            Ldexp => return Err(self.invalid("ldexp reached the native rules unexpanded")),
             Eq | Ne | Lt | Le | Gt | Ge if float => {
                 let cc = match op {
                     Eq => FloatCC::Equal,
@@ -865,5 +869,28 @@ impl FnLower<'_> {
             s => s,
         };
         Ok(Val::new(ty, shape, parts))
+    }
+}
+
+impl crate::native::ValueOps for FnLower<'_> {
+    type V = Val;
+    type E = super::CodegenError;
+    fn ty_of(v: &Val) -> Ty {
+        v.ty
+    }
+    fn constant_of(&mut self, ty: Ty, v: f64) -> R<Val> {
+        self.constant(ty, v as i64, v, class(ty.elem) == Class::Float)
+    }
+    fn unary(&mut self, op: UnOp, a: Val) -> R<Val> {
+        FnLower::unary(self, op, a)
+    }
+    fn binary(&mut self, op: BinOp, a: Val, b: Val) -> R<Val> {
+        FnLower::binary(self, op, a, b)
+    }
+    fn select(&mut self, c: Val, a: Val, b: Val) -> R<Val> {
+        FnLower::select(self, c, a, b)
+    }
+    fn bitcast(&mut self, to: DType, a: Val) -> R<Val> {
+        FnLower::bitcast(self, to, a)
     }
 }

@@ -447,7 +447,7 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
         }
     }
 
-    fn constant(&self, ty: Ty, s: Option<BasicValueEnum<'ctx>>) -> R<Val<'ctx>> {
+    pub(super) fn constant(&self, ty: Ty, s: Option<BasicValueEnum<'ctx>>) -> R<Val<'ctx>> {
         self.check_ty(ty)?;
         let s = s.ok_or_else(|| self.unsupported(format!("constant of {}", ty.elem)))?;
         Ok(Val::new(ty, super::value::splat_const(s, ty.lanes)))

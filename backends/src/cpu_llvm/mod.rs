@@ -336,6 +336,10 @@ impl crate::native::Codegen for Llvm {
         self.machine.vector_bits()
     }
 
+    fn has_ldexp(&self) -> bool {
+        self.machine.has_scalef()
+    }
+
     fn jit(
         &self,
         kernels: &[Kernel],

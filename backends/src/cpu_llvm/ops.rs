@@ -132,6 +132,9 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
         let ty = a.ty;
         self.check_ty(ty)?;
         let d = ty.elem;
+        if op == BinOp::Ldexp {
+            return self.ldexp(a, b);
+        }
         let (x, y) = (a.v, b.v);
         use inkwell::values::InstructionOpcode as I;
         if op.is_compare() {
@@ -239,6 +242,29 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 _ => unreachable!("comparisons handled above"),
             }
         };
+        Ok(Val::new(ty, v))
+    }
+
+    /// [`BinOp::Ldexp`]: AVX-512's `vscalefps`/`vscalefpd` on full 512-bit
+    /// vectors, the shared expansion elsewhere.
+    fn ldexp(&mut self, a: Val<'ctx>, b: Val<'ctx>) -> R<Val<'ctx>> {
+        let ty = a.ty;
+        if !is_float(ty.elem) {
+            return Err(self.invalid(format!("ldexp of {}", ty.elem)));
+        }
+        if !(self.cx.machine.has_scalef() && elem_bits(ty.elem) * ty.lanes as u32 == 512) {
+            return crate::native::ldexp_expanded(self, a, b);
+        }
+        let (name, mask_ty) = if ty.elem == DType::F32 {
+            ("llvm.x86.avx512.mask.scalef.ps.512", self.c.i16_type())
+        } else {
+            ("llvm.x86.avx512.mask.scalef.pd.512", self.c.i8_type())
+        };
+        let f = self.intrinsic(name, &[])?;
+        // Every lane written (mask of ones), current rounding mode (4).
+        let mask = mask_ty.const_all_ones();
+        let rounding = self.c.i32_type().const_int(4, false);
+        let v = self.call_value(f, &[a.v, b.v, a.v, mask.into(), rounding.into()])?;
         Ok(Val::new(ty, v))
     }
 
@@ -658,4 +684,28 @@ fn float_at_most(d: DType, v: f64, upper: bool) -> f64 {
 /// Zero of the type of `x`.
 fn tt_zero_like(x: BasicValueEnum<'_>) -> BasicValueEnum<'_> {
     x.get_type().as_basic_type_enum().const_zero()
+}
+
+impl<'ctx> crate::native::ValueOps for FnLower<'_, 'ctx> {
+    type V = Val<'ctx>;
+    type E = super::CodegenError;
+    fn ty_of(v: &Val<'ctx>) -> Ty {
+        v.ty
+    }
+    fn constant_of(&mut self, ty: Ty, v: f64) -> R<Val<'ctx>> {
+        let s = super::value::float_const(self.c, ty.elem, v);
+        self.constant(ty, s)
+    }
+    fn unary(&mut self, op: UnOp, a: Val<'ctx>) -> R<Val<'ctx>> {
+        FnLower::unary(self, op, a)
+    }
+    fn binary(&mut self, op: BinOp, a: Val<'ctx>, b: Val<'ctx>) -> R<Val<'ctx>> {
+        FnLower::binary(self, op, a, b)
+    }
+    fn select(&mut self, c: Val<'ctx>, a: Val<'ctx>, b: Val<'ctx>) -> R<Val<'ctx>> {
+        FnLower::select(self, c, a, b)
+    }
+    fn bitcast(&mut self, to: DType, a: Val<'ctx>) -> R<Val<'ctx>> {
+        FnLower::bitcast(self, to, a)
+    }
 }

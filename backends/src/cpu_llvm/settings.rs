@@ -154,6 +154,11 @@ impl Machine {
         128
     }
 
+    /// Whether AVX-512's `vscalef` (x · 2^floor(n)) exists.
+    pub fn has_scalef(&self) -> bool {
+        self.is_x86_64() && self.has("avx512f")
+    }
+
     /// Whether fused multiply-add is one instruction.
     pub fn has_fma(&self) -> bool {
         self.is_aarch64() || (self.is_x86_64() && (self.has("fma") || self.vector_bits() >= 256))

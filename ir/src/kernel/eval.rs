@@ -630,6 +630,7 @@ impl Eval<'_, '_> {
                             Rem => a % b,
                             Min => fmin(a, b),
                             Max => fmax(a, b),
+                            Ldexp => ldexp(a, b),
                             _ => return self.fail(format!("{op:?} of floats")),
                         },
                     ));
@@ -680,6 +681,7 @@ impl Eval<'_, '_> {
                         Le => (a <= b) as i64,
                         Gt => (a > b) as i64,
                         Ge => (a >= b) as i64,
+                        Ldexp => return self.fail("ldexp of integers"),
                     };
                     out.push(if op.is_compare() { v } else { norm_int(d, v) });
                 }
@@ -702,6 +704,38 @@ fn fmin(a: f64, b: f64) -> f64 {
     } else {
         a.min(b)
     }
+}
+
+/// `a · 2^floor(b)` ([`BinOp::Ldexp`]) exactly in f64: the scaling is
+/// split so that only the last multiplication can round (f32 results are
+/// then rounded once more by the caller, from an exact f64 value unless it
+/// is far below the smallest f32).
+fn ldexp(a: f64, b: f64) -> f64 {
+    if b.is_nan() {
+        return f64::NAN;
+    }
+    if b.is_infinite() {
+        return match (a.is_nan(), b > 0.0) {
+            (true, true) => f64::INFINITY,
+            (true, false) => 0.0,
+            (false, up) => a * if up { f64::INFINITY } else { 0.0 },
+        };
+    }
+    // Beyond ±2200 every finite f64 has overflowed or underflowed.
+    let mut k = b.floor().clamp(-2200.0, 2200.0) as i32;
+    let mut y = a;
+    let step_up = 2f64.powi(1023);
+    // Down in steps that keep a normal value normal (2^-1022 · 2^53).
+    let step_down = 2f64.powi(-969);
+    while k > 1023 {
+        y *= step_up;
+        k -= 1023;
+    }
+    while k < -1022 {
+        y *= step_down;
+        k += 969;
+    }
+    y * 2f64.powi(k)
 }
 
 fn fmax(a: f64, b: f64) -> f64 {

@@ -263,6 +263,17 @@ pub fn round_to_half(b: &mut KernelBuilder, x: Expr, h: Half) -> Expr {
     half_to_f32(b, bits, h)
 }
 
+/// A finite exponent below every `n` that [`exp_parts`] gives for `dt`
+/// (|n| ≤ 2^22 · log2 e < 2^23 for f32): the starting exponent of a sum
+/// of no terms, finite so that rescaling it never scales by 2^±inf.
+pub fn exp_parts_floor(dt: DType) -> f64 {
+    if dt == DType::F64 {
+        -(2f64.powi(52))
+    } else {
+        -(2f64.powi(24))
+    }
+}
+
 /// [`exp_split`] for every input, as the two-pass softmax needs it:
 /// `exp(x) = p · 2^n`. `x = -inf` gives `p = 0` (and a finite `n`);
 /// inputs below `-2^22` (f32) or `-2^50` (f64) are first raised to that
@@ -289,9 +300,14 @@ pub fn exp_parts(b: &mut KernelBuilder, x: &Expr) -> (Expr, Expr) {
 }
 
 /// `v · 2^d` for an integer-valued float `d ≤` the largest normal
-/// exponent: `2^d` from the exponent bits, with `d` below the smallest
-/// normal exponent giving exponent field 0, that is the factor `+0`.
-pub fn scale_exp2(b: &mut KernelBuilder, v: Expr, d: &Expr) -> Expr {
+/// exponent. With `ldexp` (the target has one instruction for it) that is
+/// [`BinOp::Ldexp`]; otherwise `2^d` comes from the exponent bits, with `d`
+/// below the smallest normal exponent giving exponent field 0, that is the
+/// factor `+0`.
+pub fn scale_exp2(b: &mut KernelBuilder, v: Expr, d: &Expr, ldexp: bool) -> Expr {
+    if ldexp {
+        return Expr::bin(BinOp::Ldexp, v, d.clone());
+    }
     let ty = b.ty(d);
     let below = if ty.elem == DType::F64 {
         -1023.0

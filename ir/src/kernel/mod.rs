@@ -204,6 +204,16 @@ pub enum BinOp {
     Le,
     Gt,
     Ge,
+    /// Floats only: `a · 2^floor(b)`, rounded once, with `2^+inf = +inf`
+    /// and `2^-inf = +0` (so `0 · 2^+inf` and `inf · 2^-inf` are NaN, as
+    /// for a multiplication); NaN if `b` is NaN, or if `a` is NaN and `b`
+    /// finite, while a NaN `a` scaled by `2^+inf` gives `+inf` and by
+    /// `2^-inf` gives `+0`. That is AVX-512's `vscalefps`, exactly (its
+    /// table of special cases); code generators without such an
+    /// instruction multiply by three powers of two built from exponent
+    /// bits, which is exact except for double rounding of results in the
+    /// subnormal range.
+    Ldexp,
 }
 
 impl BinOp {

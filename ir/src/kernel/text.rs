@@ -98,13 +98,14 @@ fn bin_syntax(op: BinOp) -> BinSyntax {
         Ge => Infix(">=", PREC_CMP),
         Min => Named("min"),
         Max => Named("max"),
+        Ldexp => Named("ldexp"),
     }
 }
 
-const BIN_OPS: [BinOp; 18] = {
+const BIN_OPS: [BinOp; 19] = {
     use BinOp::*;
     [
-        Add, Sub, Mul, Div, Rem, Min, Max, And, Or, Xor, Shl, Shr, Eq, Ne, Lt, Le, Gt, Ge,
+        Add, Sub, Mul, Div, Rem, Min, Max, And, Or, Xor, Shl, Shr, Eq, Ne, Lt, Le, Gt, Ge, Ldexp,
     ]
 };
 

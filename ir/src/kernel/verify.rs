@@ -487,6 +487,7 @@ impl<'a> Checker<'a> {
                 use BinOp::*;
                 let ok = match op {
                     Add | Sub | Mul | Div | Rem | Min | Max => is_numeric(ta),
+                    Ldexp => ta.elem.is_float(),
                     Shl | Shr => ta.elem.is_int(),
                     And | Or | Xor => is_int_or_bool(ta),
                     Eq | Ne | Lt | Le | Gt | Ge => true,

@@ -206,6 +206,7 @@ fn three_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Un
 /// Long rows keep several pairs (independent chains), merged after.
 fn two_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsupported> {
     let nest = &r.nest;
+    let ldexp = cx.target.has_ldexp;
     let u = nest.unroll_heavy();
     if u > 1 {
         cx.schedule("unroll", AttrValue::Int(u as i64));
@@ -214,7 +215,8 @@ fn two_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsu
         .map(|p| {
             (
                 cx.b.decl(&format!("m{p}"), r.c(0.0, true)),
-                cx.b.decl(&format!("e{p}"), r.c(f64::NEG_INFINITY, true)),
+                // Finite: `ldexp` of a NaN sum by 2^-inf would give +0.
+                cx.b.decl(&format!("e{p}"), r.c(math::exp_parts_floor(r.dt), true)),
             )
         })
         .collect();
@@ -222,21 +224,36 @@ fn two_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsu
         let (m, e) = pairs[at.part];
         let z = r.z(cx, at, scale, true);
         let (p, n) = math::exp_parts(&mut cx.b, &z);
-        // m' = m·2^(e-e') + p·2^(n-e') with e' = max(e, n): one of the
-        // factors is 2^0, so only the smaller term is scaled.
+        // m' = m·2^(e-e') + p·2^(n-e') with e' = max(e, n), a select on
+        // `n > e` (a NaN `n` leaves `e`; its NaN `p` reaches `m`).
         let gt =
             cx.b.let_("gt", Expr::bin(BinOp::Gt, n.clone(), Expr::Var(e)));
-        let small = Expr::select(gt.clone(), Expr::Var(m), p.clone());
-        let big = Expr::select(gt.clone(), p, Expr::Var(m));
-        let d = Expr::select(
-            gt,
-            Expr::bin(BinOp::Sub, Expr::Var(e), n.clone()),
-            Expr::bin(BinOp::Sub, n.clone(), Expr::Var(e)),
-        );
-        let d = cx.b.let_("d", d);
-        let scaled = math::scale_exp2(&mut cx.b, small, &d);
-        let en = Expr::bin(BinOp::Max, Expr::Var(e), n);
-        cx.b.assign(m, Expr::bin(BinOp::Add, big, scaled));
+        let en =
+            cx.b.let_("en", Expr::select(gt.clone(), n.clone(), Expr::Var(e)));
+        let sum = if ldexp {
+            // Two scale instructions beat the selects below.
+            let dm = Expr::bin(BinOp::Sub, Expr::Var(e), en.clone());
+            let dp = Expr::bin(BinOp::Sub, n, en.clone());
+            Expr::bin(
+                BinOp::Add,
+                Expr::bin(BinOp::Ldexp, Expr::Var(m), dm),
+                Expr::bin(BinOp::Ldexp, p, dp),
+            )
+        } else {
+            // One of the factors is 2^0, so only the smaller term is
+            // scaled, by 2^-|n - e|.
+            let small = Expr::select(gt.clone(), Expr::Var(m), p.clone());
+            let big = Expr::select(gt.clone(), p, Expr::Var(m));
+            let d = Expr::select(
+                gt,
+                Expr::bin(BinOp::Sub, Expr::Var(e), n.clone()),
+                Expr::bin(BinOp::Sub, n, Expr::Var(e)),
+            );
+            let d = cx.b.let_("d", d);
+            let scaled = math::scale_exp2(&mut cx.b, small, &d, false);
+            Expr::bin(BinOp::Add, big, scaled)
+        };
+        cx.b.assign(m, sum);
         cx.b.assign(e, en);
         Ok(())
     })?;
@@ -249,8 +266,8 @@ fn two_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsu
             cx.b.let_("d0", Expr::bin(BinOp::Sub, Expr::Var(e), en.clone()));
         let d1 =
             cx.b.let_("d1", Expr::bin(BinOp::Sub, Expr::Var(ep), en.clone()));
-        let a = math::scale_exp2(&mut cx.b, Expr::Var(m), &d0);
-        let b = math::scale_exp2(&mut cx.b, Expr::Var(mp), &d1);
+        let a = math::scale_exp2(&mut cx.b, Expr::Var(m), &d0, ldexp);
+        let b = math::scale_exp2(&mut cx.b, Expr::Var(mp), &d1, ldexp);
         cx.b.assign(m, Expr::bin(BinOp::Add, a, b));
         cx.b.assign(e, en);
     }
@@ -260,7 +277,7 @@ fn two_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsu
             cx.b.let_("rowe", Expr::Reduce(ReduceOp::Max, Box::new(Expr::Var(e))));
         let d = Expr::bin(BinOp::Sub, Expr::Var(e), ex.clone().splat(nest.lanes()));
         let d = cx.b.let_("d", d);
-        let ms = math::scale_exp2(&mut cx.b, Expr::Var(m), &d);
+        let ms = math::scale_exp2(&mut cx.b, Expr::Var(m), &d, ldexp);
         (Expr::Reduce(ReduceOp::Add, Box::new(ms)), ex)
     } else {
         (Expr::Var(m), Expr::Var(e))
@@ -272,10 +289,12 @@ fn two_pass(cx: &mut NodeCx, r: &Rows, row: &Row, scale: f64) -> Result<(), Unsu
     nest.walk(cx, row, "j", 1, &mut |cx, at| {
         let z = r.z(cx, at, scale, false);
         let (p, n) = math::exp_parts(&mut cx.b, &z);
-        let q = Expr::bin(BinOp::Mul, p, nest.bcast(inv.clone()));
         let d =
             cx.b.let_("d", Expr::bin(BinOp::Sub, n, nest.bcast(ex.clone())));
-        let y = math::scale_exp2(&mut cx.b, q, &d);
+        // Scaled before the NaN of a row with NaN or +inf in it comes in
+        // through `inv` (`ldexp` of a NaN by 2^-inf would give +0).
+        let e = math::scale_exp2(&mut cx.b, p, &d, ldexp);
+        let y = Expr::bin(BinOp::Mul, e, nest.bcast(inv.clone()));
         nest.store(cx, at, y)
     })
 }

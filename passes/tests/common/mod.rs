@@ -81,8 +81,17 @@ pub fn check_with(
 ) -> Lowered {
     let mut first = None;
     for t in TARGETS {
-        let l = check_for(g, inputs.clone(), opts, rtol, atol, t);
+        let target = Target::named(t).unwrap();
+        let l = check_target(g, inputs.clone(), opts, rtol, atol, &target);
         first.get_or_insert(l);
+        // AVX-512 code generators may have a scale instruction (ldexp).
+        if target.vector_bits == 512 {
+            let scalef = Target {
+                has_ldexp: true,
+                ..target
+            };
+            check_target(g, inputs.clone(), opts, rtol, atol, &scalef);
+        }
     }
     first.expect("at least one target")
 }
@@ -96,8 +105,19 @@ pub fn check_for(
     atol: f64,
     target: &str,
 ) -> Lowered {
-    let target = Target::named(target).unwrap();
-    let lowered = lower::lower(g, &target, opts);
+    check_target(g, inputs, opts, rtol, atol, &Target::named(target).unwrap())
+}
+
+/// [`check_with`] for `target`.
+pub fn check_target(
+    g: &Graph,
+    inputs: Vec<Tensor>,
+    opts: &LowerOptions,
+    rtol: f64,
+    atol: f64,
+    target: &Target,
+) -> Lowered {
+    let lowered = lower::lower(g, target, opts);
     let fb = lowered.fallbacks(g);
     assert!(fb.is_empty(), "fell back: {fb:?}");
     let want = saturn_ir::interp::run(g, inputs.clone()).expect("interpreter");
