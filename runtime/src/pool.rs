@@ -1,67 +1,245 @@
 //! Threads for the kernels' parallel loops.
 //!
 //! Generated code calls [`saturn_parallel_for`] with an outlined loop body;
-//! it splits the iterations into a few chunks per thread and runs them on
-//! a rayon pool (whose idle workers sleep rather than spin). With one
-//! thread the body runs inline over the whole range.
+//! it splits the iterations into a few chunks per thread, which the calling
+//! thread and the pool's workers claim one at a time. A model's kernels
+//! come one after another, so an idle worker first spins for a while
+//! (`SPIN`) watching for the next loop, and only then sleeps: waking a
+//! sleeping thread costs more than a small kernel runs (and on a virtual
+//! machine, an idle virtual CPU may be handed to someone else). With one
+//! thread, a nested call, or a pool busy with another caller's loop, the
+//! body runs inline over the whole range.
 
+use std::cell::Cell;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// The outlined body of a parallel loop: runs iterations `lo..hi`.
 pub type BodyFn = unsafe extern "C" fn(ctx: *const u8, lo: i64, hi: i64);
 
+/// How long an idle worker watches for the next loop before it sleeps.
+const SPIN: Duration = Duration::from_millis(2);
+
+/// Chunks per thread: a few, so that a thread slowed down by something
+/// else on its core leaves its share to the others.
+const CHUNKS_PER_THREAD: i64 = 4;
+
+/// The loop being run, published before its epoch.
+struct Shared {
+    /// Epoch (high 32 bits) and next unclaimed chunk (low 32 bits): a
+    /// chunk is claimed by moving this on from a value of its own epoch.
+    claim: AtomicU64,
+    /// Chunks of the current loop finished.
+    done: AtomicI64,
+    body: AtomicUsize,
+    ctx: AtomicUsize,
+    start: AtomicI64,
+    end: AtomicI64,
+    step: AtomicI64,
+    chunks: AtomicI64,
+    /// Workers asleep (or about to be) on `wake`.
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    wake: Condvar,
+    stop: AtomicBool,
+    /// Held by the caller whose loop is being run.
+    busy: Mutex<()>,
+}
+
+impl Shared {
+    /// Claims and runs chunks of the loop of `epoch` until none are left.
+    fn work(&self, epoch: u64) {
+        loop {
+            let c = self.claim.load(Acquire);
+            if c >> 32 != epoch {
+                return;
+            }
+            let i = (c & 0xffff_ffff) as i64;
+            let chunks = self.chunks.load(Relaxed);
+            if i >= chunks {
+                return;
+            }
+            // Read before the claim: they cannot change until every chunk
+            // of this epoch, this one included, is done.
+            let body = self.body.load(Relaxed);
+            let ctx = self.ctx.load(Relaxed) as *const u8;
+            let (start, end, step) = (
+                self.start.load(Relaxed),
+                self.end.load(Relaxed),
+                self.step.load(Relaxed),
+            );
+            if self
+                .claim
+                .compare_exchange_weak(c, c + 1, AcqRel, Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // SAFETY: `body` was stored from a `BodyFn` for this epoch.
+            let body: BodyFn = unsafe { std::mem::transmute::<usize, BodyFn>(body) };
+            let count = (end - start + step - 1) / step;
+            let lo = start + (i * count / chunks) * step;
+            let hi = (start + ((i + 1) * count / chunks) * step).min(end);
+            IN_LOOP.with(|f| f.set(true));
+            // SAFETY: the caller of `saturn_parallel_for` keeps `ctx`
+            // valid until every chunk is done.
+            unsafe { body(ctx, lo, hi) };
+            IN_LOOP.with(|f| f.set(false));
+            self.done.fetch_add(1, Release);
+        }
+    }
+
+    fn worker(&self) {
+        let mut seen = self.claim.load(Acquire) >> 32;
+        while !self.stop.load(Acquire) {
+            let t0 = Instant::now();
+            let mut spins = 0u32;
+            let epoch = loop {
+                let e = self.claim.load(Acquire) >> 32;
+                if e != seen || self.stop.load(Relaxed) {
+                    break Some(e);
+                }
+                std::hint::spin_loop();
+                spins += 1;
+                if spins % 256 == 0 && t0.elapsed() > SPIN {
+                    break None;
+                }
+            };
+            let epoch = match epoch {
+                Some(e) => e,
+                None => {
+                    let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+                    self.sleepers.fetch_add(1, SeqCst);
+                    while self.claim.load(SeqCst) >> 32 == seen && !self.stop.load(SeqCst) {
+                        g = self.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+                    }
+                    self.sleepers.fetch_sub(1, SeqCst);
+                    continue;
+                }
+            };
+            seen = epoch;
+            self.work(epoch);
+        }
+    }
+}
+
+thread_local! {
+    /// Whether this thread is running a chunk (a nested loop runs inline).
+    static IN_LOOP: Cell<bool> = const { Cell::new(false) };
+}
+
 /// What generated code receives as `rt`.
 pub struct Runtime {
-    pool: Option<rayon::ThreadPool>,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
     threads: usize,
 }
 
 impl Runtime {
     /// A runtime running parallel loops on `threads` threads (0: one per
-    /// core).
+    /// core): the caller's and `threads - 1` workers.
     pub fn new(threads: usize) -> Result<Runtime, String> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             threads
         };
-        let pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("saturn-{i}"))
-                    .build()
-                    .map_err(|e| format!("cannot start {threads} threads: {e}"))?,
-            )
-        } else {
-            None
+        let shared = Arc::new(Shared {
+            claim: AtomicU64::new(0),
+            done: AtomicI64::new(0),
+            body: AtomicUsize::new(0),
+            ctx: AtomicUsize::new(0),
+            start: AtomicI64::new(0),
+            end: AtomicI64::new(0),
+            step: AtomicI64::new(1),
+            chunks: AtomicI64::new(0),
+            sleepers: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            busy: Mutex::new(()),
+        });
+        let mut rt = Runtime {
+            shared,
+            workers: Vec::new(),
+            threads,
         };
-        Ok(Runtime { pool, threads })
+        for i in 1..threads {
+            let s = rt.shared.clone();
+            let w = std::thread::Builder::new()
+                .name(format!("saturn-{i}"))
+                .spawn(move || s.worker())
+                .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
+            rt.workers.push(w);
+        }
+        Ok(rt)
     }
 
     pub fn threads(&self) -> usize {
         self.threads
     }
 
-    /// Runs `f` on a thread of the pool (here, without one), waiting for it.
+    /// Runs `f` on the calling thread, which takes part in the parallel
+    /// loops it starts.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        match &self.pool {
-            Some(p) => p.install(f),
-            None => f(),
-        }
+        f()
     }
 
     /// The pointer generated code receives as `rt`.
     pub fn as_ptr(&self) -> *mut c_void {
         self as *const Runtime as *mut c_void
     }
+
+    /// Runs `body` over `[start, end)` by `step` on the pool (`count`
+    /// iterations, more than one); `false` when the pool is busy or this
+    /// is a nested loop, and the caller should run it inline.
+    fn parallel(&self, body: BodyFn, ctx: *const u8, start: i64, end: i64, step: i64) -> bool {
+        if self.workers.is_empty() || IN_LOOP.with(|f| f.get()) {
+            return false;
+        }
+        let Ok(_busy) = self.shared.busy.try_lock() else {
+            return false;
+        };
+        let s = &*self.shared;
+        let count = (end - start + step - 1) / step;
+        let chunks = count.min(self.threads as i64 * CHUNKS_PER_THREAD);
+        s.body.store(body as usize, Relaxed);
+        s.ctx.store(ctx as usize, Relaxed);
+        s.start.store(start, Relaxed);
+        s.end.store(end, Relaxed);
+        s.step.store(step, Relaxed);
+        s.chunks.store(chunks, Relaxed);
+        s.done.store(0, Relaxed);
+        let epoch = (s.claim.load(Relaxed) >> 32) + 1;
+        // Publishes the fields above with the new epoch, chunk 0 next.
+        s.claim.store(epoch << 32, SeqCst);
+        if s.sleepers.load(SeqCst) > 0 {
+            let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.wake.notify_all();
+        }
+        s.work(epoch);
+        while s.done.load(Acquire) < chunks {
+            std::hint::spin_loop();
+        }
+        true
+    }
 }
 
-struct SendPtr(*const u8);
-// SAFETY: the context block is only read by the loop bodies, and lives on
-// the caller's stack until `saturn_parallel_for` returns.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, SeqCst);
+        {
+            let _g = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared.wake.notify_all();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
 
 /// Runs `body` over `[start, end)` in steps of `step`, in parallel chunks
 /// whose bounds are aligned to the step.
@@ -84,25 +262,11 @@ pub unsafe extern "C" fn saturn_parallel_for(
     // SAFETY: by the contract above.
     let rt = unsafe { (rt as *const Runtime).as_ref() };
     let count = (end - start + step - 1) / step;
-    let pool = rt.and_then(|r| r.pool.as_ref().map(|p| (p, r.threads)));
-    let Some((pool, threads)) = pool.filter(|_| count > 1) else {
-        // SAFETY: by the contract above.
-        unsafe { body(ctx, start, end) };
+    if count > 1 && rt.is_some_and(|r| r.parallel(body, ctx, start, end, step)) {
         return;
-    };
-    let chunks = count.min(threads as i64 * 4);
-    let ctx = SendPtr(ctx);
-    pool.scope(|s| {
-        for c in 0..chunks {
-            let ctx = &ctx;
-            s.spawn(move |_| {
-                let lo = start + (c * count / chunks) * step;
-                let hi = (start + ((c + 1) * count / chunks) * step).min(end);
-                // SAFETY: by the contract above.
-                unsafe { body(ctx.0, lo, hi) };
-            });
-        }
-    });
+    }
+    // SAFETY: by the contract above.
+    unsafe { body(ctx, start, end) };
 }
 
 #[cfg(test)]
