@@ -225,6 +225,75 @@ pub fn compile_with(
     })
 }
 
+/// Makes the inputs of a concatenation whose parts are contiguous blocks
+/// of its output (every dim before the axis is 1) views of the output, so
+/// that their producers write them in place and the concatenation has
+/// nothing left to do; `true` if it did. Each part must be an intermediate
+/// that already has a slot of its own (so not a graph input, constant or
+/// output, nor a part of another concatenation), each used once here, and
+/// the output an intermediate too.
+fn concat_in_place(
+    g: &Graph,
+    nodes: &[saturn_ir::NodeId],
+    plan: &mut Plan,
+    slot_of: &mut [Option<usize>],
+) -> bool {
+    let [n] = nodes else {
+        return false;
+    };
+    let node = g.node(*n);
+    let saturn_ir::ops::Op::Concat(c) = &node.op else {
+        return false;
+    };
+    let out = node.outputs[0];
+    let Some(shape) = g.ty(out).shape.as_known() else {
+        return false;
+    };
+    let axis = if c.axis < 0 {
+        c.axis + shape.len() as i64
+    } else {
+        c.axis
+    };
+    if axis < 0
+        || axis as usize > shape.len()
+        || shape[..axis as usize].iter().product::<usize>() != 1
+    {
+        return false;
+    }
+    let is_output = |v: saturn_ir::graph::Value| g.outputs().contains(&v);
+    if is_output(out) || slot_of[out.index()].is_some() {
+        return false;
+    }
+    let mut parts = Vec::new();
+    for v in &node.inputs {
+        let Some(v) = v else {
+            return false;
+        };
+        let Some(s) = slot_of[v.index()] else {
+            return false;
+        };
+        if is_output(*v) || !matches!(plan.slots[s].kind, SlotKind::Temp) || parts.contains(&s) {
+            return false;
+        }
+        parts.push(s);
+    }
+    plan.slots.push(Slot {
+        name: g.value(out).name.clone(),
+        dtype: g.ty(out).dtype,
+        shape,
+        kind: SlotKind::Temp,
+    });
+    let base = plan.slots.len() - 1;
+    slot_of[out.index()] = Some(base);
+    let mut offset = 0;
+    for s in parts {
+        plan.slots[s].kind = SlotKind::View { base, offset };
+        offset += plan.slots[s].bytes();
+    }
+    debug_assert_eq!(offset, plan.slots[base].bytes());
+    true
+}
+
 /// The runtime plan of a lowered graph: a slot per value it touches and
 /// per kernel scratch buffer.
 pub fn build_plan(g: &Graph, lowered: &Lowered) -> Result<Plan, BackendError> {
@@ -233,7 +302,10 @@ pub fn build_plan(g: &Graph, lowered: &Lowered) -> Result<Plan, BackendError> {
         ..Plan::default()
     };
     let mut slot_of: Vec<Option<usize>> = vec![None; g.num_values()];
-    let mut slot = |plan: &mut Plan, v: saturn_ir::graph::Value| -> Result<usize, BackendError> {
+    let slot = |plan: &mut Plan,
+                slot_of: &mut Vec<Option<usize>>,
+                v: saturn_ir::graph::Value|
+     -> Result<usize, BackendError> {
         if let Some(s) = slot_of[v.index()] {
             return Ok(s);
         }
@@ -262,17 +334,18 @@ pub fn build_plan(g: &Graph, lowered: &Lowered) -> Result<Plan, BackendError> {
         Ok(plan.slots.len() - 1)
     };
     for &v in g.inputs() {
-        let s = slot(&mut plan, v)?;
+        let s = slot(&mut plan, &mut slot_of, v)?;
         plan.inputs.push(s);
     }
     for step in &lowered.steps {
         match step {
+            Step::Kernel { nodes, .. } if concat_in_place(g, nodes, &mut plan, &mut slot_of) => {}
             Step::Kernel { kernel, args, .. } => {
                 let k = &lowered.kernels[*kernel];
                 let mut slots = Vec::with_capacity(args.len());
                 for (a, b) in args.iter().zip(&k.bufs) {
                     slots.push(match a {
-                        Arg::Value(v) => slot(&mut plan, *v)?,
+                        Arg::Value(v) => slot(&mut plan, &mut slot_of, *v)?,
                         Arg::Const(t) => {
                             plan.slots.push(Slot {
                                 name: format!("{}.{}", k.name, b.name),
@@ -310,13 +383,13 @@ pub fn build_plan(g: &Graph, lowered: &Lowered) -> Result<Plan, BackendError> {
                 let mut inputs = Vec::new();
                 for v in &n.inputs {
                     inputs.push(match v {
-                        Some(v) => Some(slot(&mut plan, *v)?),
+                        Some(v) => Some(slot(&mut plan, &mut slot_of, *v)?),
                         None => None,
                     });
                 }
                 let mut outputs = Vec::new();
                 for v in &n.outputs {
-                    outputs.push(slot(&mut plan, *v)?);
+                    outputs.push(slot(&mut plan, &mut slot_of, *v)?);
                 }
                 plan.steps.push(PlanStep::Fallback {
                     label: n.label(g).to_string(),
@@ -329,7 +402,7 @@ pub fn build_plan(g: &Graph, lowered: &Lowered) -> Result<Plan, BackendError> {
         }
     }
     for &v in g.outputs() {
-        let s = slot(&mut plan, v)?;
+        let s = slot(&mut plan, &mut slot_of, v)?;
         plan.outputs.push(s);
     }
     Ok(plan)

@@ -489,92 +489,185 @@ fn json_field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
     Some(rest[..end].trim())
 }
 
-/// Times ONNX Runtime on the model of `o` with `inputs` and `threads`,
-/// and compares its outputs with `outputs`.
-fn compare_ort(
-    o: &BenchOptions,
-    g: &Graph,
-    inputs: &[Tensor],
-    outputs: &[Tensor],
-    threads: usize,
-) -> Result<OrtResult> {
-    if o.model.extension().and_then(|e| e.to_str()) != Some("onnx") {
-        return Err("--compare-ort needs an ONNX model (.onnx)".into());
+/// ONNX Runtime in a Python process beside this one
+/// (`bench/ort_bench.py`), timed on request so that its runs alternate
+/// with Saturn's and both see the same machine.
+struct Ort {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// Inputs, outputs, spec, script and the process's stderr.
+    dir: PathBuf,
+    version: String,
+}
+
+impl Ort {
+    /// Starts ONNX Runtime on the model of `o` with `inputs` and `threads`
+    /// (warmed up), to compare its outputs with `outputs` at the end.
+    fn start(
+        o: &BenchOptions,
+        g: &Graph,
+        inputs: &[Tensor],
+        outputs: &[Tensor],
+        threads: usize,
+    ) -> Result<Ort> {
+        if o.model.extension().and_then(|e| e.to_str()) != Some("onnx") {
+            return Err("--compare-ort needs an ONNX model (.onnx)".into());
+        }
+        let dir = std::env::temp_dir().join(format!("saturn-ort-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let write = |prefix: &str, i: usize, name: &str, t: &Tensor| -> Result<String> {
+            let dtype = numpy_dtype(t.dtype())
+                .ok_or_else(|| format!("--compare-ort: {} tensors are not supported", t.dtype()))?;
+            let file = dir.join(format!("{prefix}{i}.bin"));
+            let bytes = t
+                .to_le_bytes()
+                .ok_or_else(|| format!("{} has no byte form", t.dtype()))?;
+            std::fs::write(&file, bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+            let shape: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
+            Ok(format!(
+                "{{\"name\": {:?}, \"file\": {:?}, \"dtype\": \"{dtype}\", \"shape\": [{}]}}",
+                name,
+                file.display().to_string(),
+                shape.join(", ")
+            ))
+        };
+        let mut ins = Vec::new();
+        for (i, (t, v)) in inputs.iter().zip(g.inputs()).enumerate() {
+            ins.push(write("in", i, g.name(*v), t)?);
+        }
+        let mut outs = Vec::new();
+        for (i, (t, v)) in outputs.iter().zip(g.outputs()).enumerate() {
+            outs.push(write("out", i, g.name(*v), t)?);
+        }
+        let model =
+            std::fs::canonicalize(&o.model).map_err(|e| format!("{}: {e}", o.model.display()))?;
+        let spec = format!(
+            "{{\"model\": {:?}, \"threads\": {threads}, \"warmup\": {}, \"rtol\": 1e-3, \"atol\": 1e-4, \"inputs\": [{}], \"outputs\": [{}]}}",
+            model.display().to_string(),
+            o.warmup,
+            ins.join(", "),
+            outs.join(", ")
+        );
+        let spec_path = dir.join("spec.json");
+        let script = dir.join("ort_bench.py");
+        let stderr = dir.join("stderr.txt");
+        std::fs::write(&spec_path, spec).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+        std::fs::write(&script, include_str!("bench/ort_bench.py"))
+            .map_err(|e| format!("{}: {e}", script.display()))?;
+        let err_file =
+            std::fs::File::create(&stderr).map_err(|e| format!("{}: {e}", stderr.display()))?;
+        let python = ort_python();
+        let spawned = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&spec_path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(err_file)
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!("--compare-ort: cannot run {}: {e}", python.display()).into());
+            }
+        };
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            unreachable!("stdin and stdout are piped");
+        };
+        let mut ort = Ort {
+            child,
+            stdin,
+            stdout: std::io::BufReader::new(stdout),
+            dir,
+            version: String::new(),
+        };
+        let hello = ort.line()?;
+        ort.version = json_field(&hello, "version").unwrap_or("?").to_string();
+        Ok(ort)
     }
-    let dir = std::env::temp_dir().join(format!("saturn-ort-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let write = |prefix: &str, i: usize, name: &str, t: &Tensor| -> Result<String> {
-        let dtype = numpy_dtype(t.dtype())
-            .ok_or_else(|| format!("--compare-ort: {} tensors are not supported", t.dtype()))?;
-        let file = dir.join(format!("{prefix}{i}.bin"));
-        let bytes = t
-            .to_le_bytes()
-            .ok_or_else(|| format!("{} has no byte form", t.dtype()))?;
-        std::fs::write(&file, bytes).map_err(|e| format!("{}: {e}", file.display()))?;
-        let shape: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
-        Ok(format!(
-            "{{\"name\": {:?}, \"file\": {:?}, \"dtype\": \"{dtype}\", \"shape\": [{}]}}",
-            name,
-            file.display().to_string(),
-            shape.join(", ")
-        ))
-    };
-    let mut ins = Vec::new();
-    for (i, (t, v)) in inputs.iter().zip(g.inputs()).enumerate() {
-        ins.push(write("in", i, g.name(*v), t)?);
-    }
-    let mut outs = Vec::new();
-    for (i, (t, v)) in outputs.iter().zip(g.outputs()).enumerate() {
-        outs.push(write("out", i, g.name(*v), t)?);
-    }
-    let model =
-        std::fs::canonicalize(&o.model).map_err(|e| format!("{}: {e}", o.model.display()))?;
-    let spec = format!(
-        "{{\"model\": {:?}, \"threads\": {threads}, \"runs\": {}, \"warmup\": {}, \"rtol\": 1e-3, \"atol\": 1e-4, \"inputs\": [{}], \"outputs\": [{}]}}",
-        model.display().to_string(),
-        o.runs,
-        o.warmup,
-        ins.join(", "),
-        outs.join(", ")
-    );
-    let spec_path = dir.join("spec.json");
-    let script = dir.join("ort_bench.py");
-    std::fs::write(&spec_path, spec).map_err(|e| format!("{}: {e}", spec_path.display()))?;
-    std::fs::write(&script, include_str!("bench/ort_bench.py"))
-        .map_err(|e| format!("{}: {e}", script.display()))?;
-    let python = ort_python();
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&spec_path)
-        .output();
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = out.map_err(|e| format!("--compare-ort: cannot run {}: {e}", python.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
+
+    /// The next line ONNX Runtime's side says; its error if it ended.
+    fn line(&mut self) -> Result<String> {
+        use std::io::BufRead;
+        let mut s = String::new();
+        let n = self
+            .stdout
+            .read_line(&mut s)
+            .map_err(|e| format!("--compare-ort: reading from ONNX Runtime: {e}"))?;
+        if n > 0 {
+            return Ok(s);
+        }
+        let err = std::fs::read_to_string(self.dir.join("stderr.txt")).unwrap_or_default();
         let hint = if err.contains("No module named") {
             " (install it with scripts/setup-ort.sh, or point SATURN_ORT_PYTHON at a Python that has onnxruntime)"
         } else {
             ""
         };
-        return Err(format!(
+        Err(format!(
             "--compare-ort: ONNX Runtime failed{hint}: {}",
-            err.lines().last().unwrap_or("")
+            err.lines().last().unwrap_or("it ended without a word")
         )
-        .into());
+        .into())
     }
-    let num = |k: &str| -> Result<f64> {
-        json_field(&stdout, k)
+
+    fn send(&mut self, what: &str) -> Result<()> {
+        use std::io::Write;
+        writeln!(self.stdin, "{what}")
+            .and_then(|_| self.stdin.flush())
+            .map_err(|e| format!("--compare-ort: writing to ONNX Runtime: {e}").into())
+    }
+
+    /// `n` timed runs, in ms.
+    fn run(&mut self, n: usize) -> Result<Vec<f64>> {
+        self.send(&format!("run {n}"))?;
+        let line = self.line()?;
+        let times: Option<Vec<f64>> = line
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|t| t.trim().parse().ok())
+            .collect();
+        match times {
+            Some(t) if t.len() == n => Ok(t),
+            _ => Err(format!("--compare-ort: expected {n} times, got {line}").into()),
+        }
+    }
+
+    /// Whether ONNX Runtime's outputs match Saturn's, and the largest
+    /// absolute difference.
+    fn finish(mut self) -> Result<(bool, f64)> {
+        self.send("finish")?;
+        let line = self.line()?;
+        let diff = json_field(&line, "max_abs_diff")
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("--compare-ort: no `{k}` in {stdout}").into())
+            .ok_or_else(|| format!("--compare-ort: no `max_abs_diff` in {line}"))?;
+        Ok((json_field(&line, "outputs_match") == Some("true"), diff))
+    }
+}
+
+impl Drop for Ort {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// How long the machine is left alone after a round of ONNX Runtime runs.
+const ORT_SETTLE_MS: u64 = 100;
+
+/// The median of `times` (sorted here) and its minimum.
+fn median_min(times: &mut [f64]) -> (f64, f64) {
+    times.sort_by(|a, b| a.total_cmp(b));
+    let n = times.len();
+    let median = if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        (times[n / 2 - 1] + times[n / 2]) / 2.0
     };
-    Ok(OrtResult {
-        version: json_field(&stdout, "version").unwrap_or("?").to_string(),
-        median_ms: num("median_ms")?,
-        min_ms: num("min_ms")?,
-        outputs_match: json_field(&stdout, "outputs_match") == Some("true"),
-        max_abs_diff: num("max_abs_diff")?,
-    })
+    (median, times[0])
 }
 
 pub fn bench(o: &BenchOptions) -> Result<()> {
@@ -595,38 +688,69 @@ pub fn bench(o: &BenchOptions) -> Result<()> {
         },
     )?;
     let compile_s = t0.elapsed().as_secs_f64();
+    let threads = if o.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        o.threads
+    };
+    let mut ort = if o.compare_ort {
+        let outputs = exe.run(inputs.clone())?;
+        Some(Ort::start(o, &g, &inputs, &outputs, threads)?)
+    } else {
+        None
+    };
     // Outputs are written into the previous run's tensors, as a caller of
     // the C ABI reuses its output buffers (and ONNX Runtime its arena).
     let mut outputs = Vec::new();
     for _ in 0..o.warmup {
         exe.run_into(&inputs, &mut outputs)?;
     }
+    // With ONNX Runtime, rounds of a tenth of the runs each, alternating,
+    // so that a busy moment of the machine falls on both; each round
+    // starts with an untimed run (on both sides).
+    let round = if ort.is_some() {
+        (o.runs / 10).max(1)
+    } else {
+        o.runs.max(1)
+    };
     let mut times = Vec::with_capacity(o.runs);
-    for _ in 0..o.runs {
-        let t = Instant::now();
-        exe.run_into(&inputs, &mut outputs)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+    let mut ort_times = Vec::with_capacity(o.runs);
+    while times.len() < o.runs {
+        let n = round.min(o.runs - times.len());
+        if ort.is_some() {
+            // The other's run left the caches cold: warm them again.
+            exe.run_into(&inputs, &mut outputs)?;
+        }
+        for _ in 0..n {
+            let t = Instant::now();
+            exe.run_into(&inputs, &mut outputs)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        if let Some(r) = &mut ort {
+            ort_times.extend(r.run(n)?);
+            // ONNX Runtime's idle workers spin for a while after a run:
+            // let them go to sleep before Saturn's next round.
+            std::thread::sleep(std::time::Duration::from_millis(ORT_SETTLE_MS));
+        }
     }
     if o.profile {
         print_profile(exe.as_ref(), &inputs, o.runs)?;
     }
-    times.sort_by(|a, b| a.total_cmp(b));
-    let median = if times.len() % 2 == 1 {
-        times[times.len() / 2]
-    } else {
-        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
-    };
-    let min = times[0];
-    let threads = if o.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        o.threads
-    };
-    let ort = if o.compare_ort {
-        let outputs = exe.run(inputs.clone())?;
-        Some(compare_ort(o, &g, &inputs, &outputs, threads)?)
-    } else {
-        None
+    let (median, min) = median_min(&mut times);
+    let ort = match ort {
+        Some(r) => {
+            let version = r.version.clone();
+            let (outputs_match, max_abs_diff) = r.finish()?;
+            let (median_ms, min_ms) = median_min(&mut ort_times);
+            Some(OrtResult {
+                version,
+                median_ms,
+                min_ms,
+                outputs_match,
+                max_abs_diff,
+            })
+        }
+        None => None,
     };
     let model = o.model.display().to_string();
     if o.json {

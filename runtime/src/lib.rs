@@ -36,6 +36,9 @@ pub enum SlotKind {
     Const(Arc<Tensor>),
     /// Computed by a step (intermediates and outputs).
     Temp,
+    /// Computed by a step into bytes `offset..` of slot `base` (a part
+    /// of a concatenation written in place; never an input or output).
+    View { base: usize, offset: usize },
     /// Working memory of one kernel call.
     Scratch,
 }

@@ -4,7 +4,8 @@
 //! last reads it (outputs and inputs to the end of the run). Buffers are
 //! placed largest first at the lowest offset where no buffer with an
 //! overlapping lifetime sits (greedy by size, as in TFLite's arena
-//! planner), aligned to 64 bytes.
+//! planner), aligned to 64 bytes. A view ([`SlotKind::View`]) is not
+//! placed: it sits inside its base, which lives as long as any view of it.
 
 use crate::{Plan, PlanStep, SlotKind};
 
@@ -56,8 +57,30 @@ pub fn plan(p: &Plan) -> MemoryPlan {
         let start = life[s].map_or(last, |l| l.0);
         life[s] = Some((start, last));
     }
+    // Each view's root (the placed slot it is inside) and offset in it.
+    let root = |mut s: usize| {
+        let mut off = 0;
+        for _ in 0..n {
+            match p.slots[s].kind {
+                SlotKind::View { base, offset } => {
+                    off += offset;
+                    s = base;
+                }
+                _ => break,
+            }
+        }
+        (s, off)
+    };
+    for s in 0..n {
+        let (r, _) = root(s);
+        if r != s
+            && let Some((a, b)) = life[s]
+        {
+            life[r] = Some(life[r].map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+        }
+    }
     let mut order: Vec<usize> = (0..n)
-        .filter(|&s| !matches!(p.slots[s].kind, SlotKind::Const(_)))
+        .filter(|&s| !matches!(p.slots[s].kind, SlotKind::Const(_) | SlotKind::View { .. }))
         .collect();
     order.sort_by_key(|&s| (std::cmp::Reverse(p.slots[s].bytes()), s));
     let mut offsets = vec![None; n];
@@ -84,6 +107,12 @@ pub fn plan(p: &Plan) -> MemoryPlan {
         placed.push((off, size, a, b));
         offsets[s] = Some(off);
         arena = arena.max(off + size);
+    }
+    for s in 0..n {
+        let (r, off) = root(s);
+        if r != s {
+            offsets[s] = offsets[r].map(|o| o + off);
+        }
     }
     MemoryPlan {
         offsets,
@@ -132,5 +161,34 @@ mod tests {
         let o: Vec<usize> = m.offsets.iter().map(|o| o.unwrap()).collect();
         let overlaps = |x: usize, y: usize| o[x] < o[y] + 4096 && o[y] < o[x] + 4096;
         assert!(!overlaps(0, 3) && !overlaps(1, 2) && !overlaps(2, 3) && !overlaps(0, 1));
+    }
+
+    /// a → b, a → c, [b; c] = d written in place, d → e: b and c sit in
+    /// d, which lives from b's step on, so a and d do not overlap and b's
+    /// memory is not reused by anything living while d does.
+    #[test]
+    fn views_sit_inside_their_base() {
+        let mut p = Plan::default();
+        for n in [1024, 256, 768, 1024, 1024] {
+            p.slots.push(slot(n));
+        }
+        p.slots[0].kind = SlotKind::Input(0);
+        p.slots[1].kind = SlotKind::View { base: 3, offset: 0 };
+        p.slots[2].kind = SlotKind::View {
+            base: 3,
+            offset: 1024,
+        };
+        p.inputs = vec![0];
+        p.outputs = vec![4];
+        for args in [vec![0, 1], vec![0, 2], vec![3, 4]] {
+            p.steps.push(PlanStep::Kernel { kernel: 0, args });
+        }
+        let m = plan(&p);
+        let o: Vec<usize> = m.offsets.iter().map(|o| o.unwrap()).collect();
+        assert_eq!((o[1], o[2]), (o[3], o[3] + 1024), "{m:?}");
+        assert_eq!(m.unplanned, 3 * 4096, "views are not placed");
+        let overlaps = |x: usize, y: usize| o[x] < o[y] + 4096 && o[y] < o[x] + 4096;
+        // d lives from step 0 (b's) to 2; a to step 1; e from 2 to the end.
+        assert!(!overlaps(0, 3) && !overlaps(3, 4), "{m:?}");
     }
 }

@@ -108,25 +108,36 @@ fn inputs_are_checked_against_the_model() {
     assert!(e.contains("`x`") && e.contains("f64"), "{e}");
 }
 
-/// Liveness-based reuse: resnet50's planned arena is far smaller than the
-/// sum of its intermediates, and no two buffers alive at once overlap.
-#[test]
-fn resnet50_memory_plan_reuses_buffers() {
-    let model = onnx_tests_dir().join("models/test_resnet50/model.onnx");
+/// The plan and memory plan of a model lowered for AVX-512.
+fn planned(
+    case: &str,
+) -> (
+    saturn_ir::Graph,
+    saturn_runtime::Plan,
+    saturn_runtime::memory::MemoryPlan,
+) {
+    let model = onnx_tests_dir().join(case).join("model.onnx");
     let target = saturn_ir::target::Target::named("x86-64-avx512").unwrap();
     let g = saturn::commands::load_static(&model, &[], &target, true).unwrap();
     let g = saturn_passes::lower::half::widen_half(&g);
     let lowered = saturn_passes::lower::lower(&g, &target, &Default::default());
     let plan = saturn_backends::cpu::build_plan(&g, &lowered).unwrap();
     let mem = saturn_runtime::memory::plan(&plan);
-    assert!(
-        mem.arena * 4 < mem.unplanned,
-        "planned {} of {} bytes",
-        mem.arena,
-        mem.unplanned
-    );
-    // Lifetimes: a slot is alive from the step that first touches it to
-    // the one that last does; overlapping lifetimes need disjoint memory.
+    (g, plan, mem)
+}
+
+/// The slot a slot sits in (itself, or the base of its view chain).
+fn root(plan: &saturn_runtime::Plan, mut s: usize) -> usize {
+    while let saturn_runtime::SlotKind::View { base, .. } = plan.slots[s].kind {
+        s = base;
+    }
+    s
+}
+
+/// No two buffers alive at once overlap, except a view and the slots it
+/// sits in (a slot is alive from the step that first touches it to the
+/// one that last does; a base as long as any of its views).
+fn check_no_overlap(plan: &saturn_runtime::Plan, mem: &saturn_runtime::memory::MemoryPlan) {
     let n = plan.slots.len();
     let mut life: Vec<Option<(usize, usize)>> = vec![None; n];
     for (t, step) in plan.steps.iter().enumerate() {
@@ -141,23 +152,92 @@ fn resnet50_memory_plan_reuses_buffers() {
     for &s in &plan.outputs {
         life[s] = Some((life[s].map_or(plan.steps.len(), |l| l.0), plan.steps.len()));
     }
-    let spans: Vec<(usize, usize, usize, usize)> = (0..n)
+    for s in 0..n {
+        let r = root(plan, s);
+        if let (true, Some((a, b))) = (r != s, life[s]) {
+            life[r] = Some(life[r].map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+        }
+    }
+    let spans: Vec<(usize, usize, usize, usize, usize)> = (0..n)
         .filter_map(|s| {
             let (a, b) = life[s]?;
             let off = mem.offsets[s]?;
-            Some((a, b, off, off + plan.slots[s].bytes()))
+            Some((a, b, off, off + plan.slots[s].bytes(), s))
         })
         .collect();
     for (i, x) in spans.iter().enumerate() {
         for y in &spans[i + 1..] {
             let alive_together = x.0 <= y.1 && y.0 <= x.1;
             let overlap = x.2 < y.3 && y.2 < x.3;
+            let contains = root(plan, x.4) == y.4 || root(plan, y.4) == x.4;
             assert!(
-                !(alive_together && overlap),
+                !(alive_together && overlap) || contains,
                 "{x:?} and {y:?} share memory while alive"
             );
         }
     }
+}
+
+/// Liveness-based reuse: resnet50's planned arena is far smaller than the
+/// sum of its intermediates, and no two buffers alive at once overlap.
+#[test]
+fn resnet50_memory_plan_reuses_buffers() {
+    let (_, plan, mem) = planned("models/test_resnet50");
+    assert!(
+        mem.arena * 4 < mem.unplanned,
+        "planned {} of {} bytes",
+        mem.arena,
+        mem.unplanned
+    );
+    check_no_overlap(&plan, &mem);
+}
+
+/// Squeezenet's fire modules concatenate two convolutions along channels:
+/// the convolutions write their halves of the concatenation in place, so
+/// no concat step is left, and the parts sit side by side in their base.
+#[test]
+fn squeezenet_concats_are_written_in_place() {
+    let (g, plan, mem) = planned("models/test_squeezenet");
+    let concats = g
+        .nodes()
+        .iter()
+        .filter(|n| matches!(n.op, saturn_ir::ops::Op::Concat(_)))
+        .count();
+    assert_eq!(concats, 8);
+    let steps: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            saturn_runtime::PlanStep::Kernel { kernel, .. } => Some(plan.kernels[*kernel].as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !steps.iter().any(|k| k.starts_with("concat")),
+        "concat steps left: {steps:?}"
+    );
+    let mut parts: Vec<(usize, usize, usize)> = (0..plan.slots.len())
+        .filter_map(|s| match plan.slots[s].kind {
+            saturn_runtime::SlotKind::View { base, offset } => Some((base, offset, s)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(parts.len(), 16, "two parts per concatenation");
+    parts.sort();
+    for w in parts.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if a.0 == b.0 {
+            // The second part starts where the first ends, in memory too.
+            assert_eq!(a.1 + plan.slots[a.2].bytes(), b.1);
+            assert_eq!(
+                mem.offsets[b.2],
+                mem.offsets[a.2].map(|o| o + plan.slots[a.2].bytes())
+            );
+        } else {
+            assert_eq!(b.1, 0);
+        }
+    }
+    check_no_overlap(&plan, &mem);
 }
 
 fn step_slots(step: &saturn_runtime::PlanStep) -> Vec<usize> {
