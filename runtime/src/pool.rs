@@ -213,7 +213,7 @@ impl Runtime {
         s.step.store(step, Relaxed);
         s.chunks.store(chunks, Relaxed);
         s.done.store(0, Relaxed);
-        let epoch = (s.claim.load(Relaxed) >> 32) + 1;
+        let epoch = ((s.claim.load(Relaxed) >> 32) + 1) & 0xffff_ffff;
         // Publishes the fields above with the new epoch, chunk 0 next.
         s.claim.store(epoch << 32, SeqCst);
         if s.sleepers.load(SeqCst) > 0 {
@@ -309,5 +309,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Thousands of back-to-back loops (workers spinning, then some after
+    /// a sleep), from two callers at once on one runtime: every iteration
+    /// of every loop runs exactly once.
+    #[test]
+    fn many_loops_from_two_callers() {
+        let rt = Runtime::new(3).unwrap();
+        let ptr = rt.as_ptr() as usize;
+        let call = move |n: i64| {
+            let ctx = (AtomicI64::new(0), 1i64);
+            unsafe {
+                saturn_parallel_for(
+                    ptr as *mut c_void,
+                    add_range,
+                    &ctx as *const _ as *const u8,
+                    0,
+                    n,
+                    1,
+                )
+            };
+            assert_eq!(ctx.0.load(Ordering::Relaxed), n * (n - 1) / 2, "0..{n}");
+        };
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(move || {
+                    for i in 0..3000 {
+                        call(2 + i % 50);
+                        if i % 1000 == 999 {
+                            // Long enough for the workers to fall asleep.
+                            std::thread::sleep(SPIN * 3);
+                        }
+                    }
+                });
+            }
+        });
     }
 }
