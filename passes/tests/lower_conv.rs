@@ -1168,3 +1168,99 @@ fn stride_one_convolutions_run_on_a_padded_grid() {
         assert_eq!(strategy(only_kernel(&l)), "padded_gemm", "{xs:?} {ws:?}");
     }
 }
+
+/// Convolutions on small planes, or strided, put the channels in the
+/// lanes and read the padded input in place, in blocks of positions that
+/// stay within output rows (a partial block where the block does not
+/// divide a row): resnet's 14×14 and 7×7 shapes, rows of 10 (blocks of 6
+/// and 4), dilated, asymmetric pads, grouped, two images, strided (a 3×3
+/// and a 7×7 stem on 3 channels), constant or computed weights, with bias
+/// and a fused residual + ReLU.
+#[test]
+fn small_planes_run_in_row_blocks_on_the_padded_input() {
+    let mut rng = Rng(43);
+    for (xs, ws, group, strides, dil, pads, konst) in [
+        (
+            vec![1, 24, 14, 14],
+            vec![64, 24, 3, 3],
+            1,
+            vec![],
+            vec![],
+            vec![1, 1, 1, 1],
+            true,
+        ),
+        (
+            vec![2, 16, 7, 7],
+            vec![64, 16, 3, 3],
+            1,
+            vec![],
+            vec![],
+            vec![1, 1, 1, 1],
+            false,
+        ),
+        (
+            vec![1, 8, 7, 10],
+            vec![32, 8, 3, 3],
+            1,
+            vec![],
+            vec![],
+            vec![1, 1, 1, 1],
+            true,
+        ),
+        (
+            vec![1, 8, 11, 12],
+            vec![32, 8, 3, 3],
+            1,
+            vec![],
+            vec![2, 2],
+            vec![2, 1, 2, 3],
+            false,
+        ),
+        (
+            vec![1, 16, 7, 7],
+            vec![64, 8, 3, 3],
+            2,
+            vec![],
+            vec![],
+            vec![0, 1, 2, 1],
+            true,
+        ),
+        (
+            vec![1, 8, 14, 15],
+            vec![32, 8, 3, 3],
+            1,
+            vec![2, 2],
+            vec![],
+            vec![1, 1, 1, 1],
+            true,
+        ),
+        (
+            vec![2, 3, 20, 22],
+            vec![32, 3, 7, 7],
+            1,
+            vec![2, 2],
+            vec![],
+            vec![3, 3, 3, 3],
+            false,
+        ),
+    ] {
+        let op = conv_op(group, &strides, &dil, &pads);
+        let (g, inputs) = conv_residual_relu(&mut rng, op, &xs, &ws, konst);
+        check(&g, inputs.clone());
+        let l = common::check_for(
+            &g,
+            inputs,
+            &LowerOptions::default(),
+            1e-4,
+            1e-5,
+            "x86-64-avx512",
+        );
+        let k = only_kernel(&l);
+        assert_eq!(strategy(k), "padded_rows", "{xs:?} {ws:?}");
+        assert_eq!(
+            k.schedule.get("lanes_along"),
+            Some(&AttrValue::Str("channels".into())),
+            "{xs:?} {ws:?}"
+        );
+    }
+}

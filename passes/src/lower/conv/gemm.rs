@@ -13,7 +13,12 @@
 //! element of `W` broadcast per row and step of `K`, fused multiply-adds.
 //! Finished blocks get the bias and are stored through the epilogue into
 //! the `[N, M, L]` view of the output. 1×1 convolutions with stride 1 and
-//! no padding read `B` from the input as it is. The weights are first
+//! no padding read `B` from the input as it is; stride-1 convolutions whose
+//! padded rows are little wider than the output's read a zero-padded copy
+//! of the input in place (a grid of output rows as wide as padded rows);
+//! and convolutions with the channels in the lanes (small planes, or
+//! strided) read the padded copy in place in blocks of positions within
+//! output rows, the strided positions broadcast one by one. The weights are first
 //! repacked (in scratch) as `[row block, K, MR]`, so a step of `K` reads
 //! the `MR` values it broadcasts from one place.
 //!
@@ -70,6 +75,14 @@ struct Grid {
     kw: usize,
     dh: usize,
     dw: usize,
+    /// Strides (1 unless `rowwise`).
+    sh: usize,
+    sw: usize,
+    /// Channels in lanes, blocks of positions within output rows: the
+    /// padded input is read in place, but no grid positions past an
+    /// output row are computed, so the output is stored directly (tiles
+    /// are whole output rows, positions are the output's).
+    rowwise: bool,
 }
 
 /// The tiling of one convolution.
@@ -189,16 +202,16 @@ impl Plan {
                 .iter()
                 .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.output == a.input);
         // Stride-1 2-D convolutions whose padded rows are not much wider
-        // than their output rows run on a grid (no unfolding).
-        let grid = match s.axes.as_slice() {
+        // than their output rows run on a grid (no unfolding); with the
+        // channels in the lanes, any 2-D convolution may read its padded
+        // input in place (blocks within output rows).
+        let candidate = match s.axes.as_slice() {
             [h, w]
                 if !pointwise
-                    && h.stride == 1
-                    && w.stride == 1
                     && h.pad_begin >= 0
                     && w.pad_begin >= 0
                     && w.output > 0
-                    && (w.input + w.pad_begin as usize + w.pad_end) * 100 <= w.output * 108 =>
+                    && h.output > 0 =>
             {
                 let wp = w.input + w.pad_begin as usize + w.pad_end;
                 Some(Grid {
@@ -214,27 +227,45 @@ impl Plan {
                     kw: w.kernel,
                     dh: h.dilation,
                     dw: w.dilation,
+                    sh: h.stride,
+                    sw: w.stride,
+                    rowwise: false,
                 })
             }
             _ => None,
         };
+        let mut grid = candidate.filter(|g| g.sh == 1 && g.sw == 1 && g.wp * 100 <= g.ow * 108);
         let l = grid.map_or(s.out_plane, |g| g.lg);
         // Small planes waste most of a wide vector of positions: put the
         // channels in the lanes instead, and pick the block of positions
-        // (6 to 8) that wastes least of the plane.
-        let cl_mr = (6..=rb.mr.max(6))
-            .rev()
-            .max_by(|&a, &b| fill(l, a).total_cmp(&fill(l, b)))
-            .unwrap_or(rb.mr);
-        let along = if lanes >= 8 && fill(l, cl_mr) * fill(s.mg, nb) > fill(l, nb) + 0.05 {
-            Along::Channels
-        } else {
-            Along::Positions
+        // (6 to 8) that wastes least of the plane (with a padded input,
+        // of an output row: blocks then stay within rows).
+        let best_mr = |n: usize| {
+            (6..=rb.mr.max(6))
+                .rev()
+                .max_by(|&a, &b| fill(n, a).total_cmp(&fill(n, b)))
+                .unwrap_or(rb.mr)
         };
-        let (mr, step) = match along {
-            Along::Positions => (rb.mr, nb),
-            Along::Channels => (cl_mr, cl_mr),
+        let channels = |n: usize, mr: usize, margin: f64| {
+            lanes >= 8 && fill(n, mr) * fill(s.mg, nb) > fill(l, nb) + margin
         };
+        // Strided, the positions in the lanes need the input unfolded;
+        // the channels in the lanes read it in place.
+        let strided = s.axes.iter().any(|a| a.stride > 1);
+        let margin = if strided { -0.05 } else { 0.05 };
+        let (along, mr, step) = match candidate {
+            Some(c) if channels(c.ow, best_mr(c.ow), margin) => {
+                grid = Some(Grid {
+                    rowwise: true,
+                    lg: s.out_plane,
+                    ..c
+                });
+                (Along::Channels, best_mr(c.ow), c.ow)
+            }
+            _ if channels(l, best_mr(l), 0.05) => (Along::Channels, best_mr(l), best_mr(l)),
+            _ => (Along::Positions, rb.mr, nb),
+        };
+        let l = grid.map_or(s.out_plane, |g| g.lg);
         let l2 = cx
             .target
             .caches
@@ -243,11 +274,16 @@ impl Plan {
             .map_or(256 << 10, |c| c.bytes as usize);
         let budget = (l2 / 2).clamp(32 << 10, 256 << 10);
         // Tiles of positions: a multiple of the position block, sized so a
-        // tile of the unfolded input stays in L2.
-        let widest = (budget / (kd.max(1) * esize) / step * step)
-            .clamp(step, MAX_TILE)
-            .min(l.div_ceil(step) * step)
-            .max(step);
+        // tile of the unfolded input stays in L2 (whole output rows when
+        // blocks stay within rows: the input is read in place then).
+        let widest = if grid.is_some_and(|g| g.rowwise) {
+            l
+        } else {
+            (budget / (kd.max(1) * esize) / step * step)
+                .clamp(step, MAX_TILE)
+                .min(l.div_ceil(step) * step)
+                .max(step)
+        };
         // Small convolutions are not worth waking other threads for.
         let flops = 2 * s.n * s.m * l * kd;
         let want = if flops >= 1 << 20 {
@@ -268,7 +304,14 @@ impl Plan {
         let base = s.n * s.g * tiles;
         // The padded plane: taps of the last (padded) tile stay inside.
         let grid = grid.map(|mut g| {
-            let reach = tiles * tile + (g.kh - 1) * g.dh * g.wp + (g.kw - 1) * g.dw;
+            // Grid positions read, past the last tile's: a partial block at
+            // the end of a row reads up to a block past it.
+            let last = if g.rowwise {
+                (g.oh - 1) * g.sh * g.wp + (g.ow + mr) * g.sw
+            } else {
+                tiles * tile
+            };
+            let reach = last + (g.kh - 1) * g.dh * g.wp + (g.kw - 1) * g.dw;
             g.rows = reach.div_ceil(g.wp).max(g.pad_top + s.axes[0].input);
             g.plane = g.rows * g.wp;
             g
@@ -276,7 +319,9 @@ impl Plan {
         let mc = s.mg / chunks;
         let tasks = base * chunks;
         let workers = tasks.min(want).max(1);
-        let grid_len = grid.map_or(0, |g| s.n * s.c * g.plane + s.n * s.m * g.lg);
+        let grid_len = grid.map_or(0, |g| {
+            s.n * s.c * g.plane + if g.rowwise { 0 } else { s.n * s.m * g.lg }
+        });
         Plan {
             grid,
             grid_len,
@@ -364,8 +409,9 @@ struct Task<'a> {
     tl: Expr,
     /// Channels in lanes: the transpose buffer and this worker's part.
     tpose: Option<(BufId, Expr)>,
-    /// On a grid: its geometry and the output grid buffer.
-    grid: Option<(Grid, BufId)>,
+    /// On a grid: its geometry and the output grid buffer (none when
+    /// blocks stay within output rows).
+    grid: Option<(Grid, Option<BufId>)>,
 }
 
 pub(super) fn lower(
@@ -383,6 +429,8 @@ pub(super) fn lower(
         AttrValue::Str(
             if p.pointwise {
                 "gemm_1x1"
+            } else if p.grid.is_some_and(|g| g.rowwise) {
+                "padded_rows"
             } else if p.grid.is_some() {
                 "padded_gemm"
             } else {
@@ -421,7 +469,7 @@ pub(super) fn lower(
     let grid = match p.grid {
         Some(g) => {
             let xpad = cx.scratch("xpad", dt, s.n * s.c * g.plane);
-            let ygrid = cx.scratch("ygrid", dt, s.n * s.m * g.lg);
+            let ygrid = (!g.rowwise).then(|| cx.scratch("ygrid", dt, s.n * s.m * g.lg));
             pad_input(cx, s, p, &g, dt, x, xpad);
             Some((g, xpad, ygrid))
         }
@@ -456,14 +504,23 @@ pub(super) fn lower(
         (ni.clone() * s.c as i64 + gi.clone() * s.cg as i64) * s.in_plane as i64,
     );
     let b = match (grid, panel) {
-        (Some((g, xpad, _)), _) => BOperand {
-            buf: xpad,
-            off: cx.b.let_(
-                "boff",
-                (ni.clone() * s.c as i64 + gi.clone() * s.cg as i64) * g.plane as i64 + l0.clone(),
-            ),
-            rs: 0,
-        },
+        (Some((g, xpad, _)), _) => {
+            // A tile of whole output rows starts at its first row's grid
+            // position.
+            let gl0 = if g.rowwise {
+                l0.clone() / g.ow as i64 * (g.sh * g.wp) as i64
+            } else {
+                l0.clone()
+            };
+            BOperand {
+                buf: xpad,
+                off: cx.b.let_(
+                    "boff",
+                    (ni.clone() * s.c as i64 + gi.clone() * s.cg as i64) * g.plane as i64 + gl0,
+                ),
+                rs: 0,
+            }
+        }
         (None, Some(buf)) => {
             let dbase = cx.b.let_("pbase", wk.clone() * (p.kd * p.tile) as i64);
             pack(&mut cx.b, s, p, dt, x, buf, &xbase, &dbase, &l0, &tl);
@@ -509,7 +566,7 @@ pub(super) fn lower(
     }
     cx.b.end_for();
     cx.b.end_for();
-    if let Some((g, _, ygrid)) = grid {
+    if let Some((g, _, Some(ygrid))) = grid {
         store_grid(cx, s, &g, dt, ygrid, bias)?;
     }
     Ok(())
@@ -913,7 +970,7 @@ impl Task<'_> {
                 }
             }
         });
-        if let Some((g, ygrid)) = self.grid {
+        if let Some((g, Some(ygrid))) = self.grid {
             // Raw sums to the output grid; bias and epilogue come later.
             for r in 0..mr {
                 let row = (self.n.clone() * self.s.m as i64 + m.clone() + r as i64) * g.lg as i64;
@@ -1018,19 +1075,25 @@ impl Task<'_> {
             };
             let m = cx.b.let_("m", self.m0.clone() + i.clone());
             let wblk = cx.b.let_("wblk", self.a0.clone() + i * p.kd as i64);
-            let j =
-                cx.b.begin_for("j", 0, self.tl.clone() - (mr - 1), mr, LoopKind::Serial);
-            self.micro_channels(cx, &m, &wblk, &j, channels, false)?;
-            cx.b.end_for();
-            let jt = cx.b.begin_for(
-                "jt",
-                self.tl.clone() / mr * mr,
-                self.tl.clone(),
-                mr,
-                LoopKind::Serial,
-            );
-            self.micro_channels(cx, &m, &wblk, &jt, channels, true)?;
-            cx.b.end_for();
+            match self.grid {
+                Some((g, None)) => self.row_blocks(cx, &g, &m, &wblk, channels)?,
+                _ => {
+                    let j =
+                        cx.b.begin_for("j", 0, self.tl.clone() - (mr - 1), mr, LoopKind::Serial);
+                    self.micro_channels(cx, &m, &wblk, &j, &j, channels, None)?;
+                    cx.b.end_for();
+                    let jt = cx.b.begin_for(
+                        "jt",
+                        self.tl.clone() / mr * mr,
+                        self.tl.clone(),
+                        mr,
+                        LoopKind::Serial,
+                    );
+                    let valid = cx.b.let_("valid", self.tl.clone() - jt.clone());
+                    self.micro_channels(cx, &m, &wblk, &jt, &jt, channels, Some(valid))?;
+                    cx.b.end_for();
+                }
+            }
             if open {
                 cx.b.end_for();
             }
@@ -1038,18 +1101,55 @@ impl Task<'_> {
         Ok(())
     }
 
-    /// Positions `j..j+mr` of the tile × channels `m..m+channels` (their
+    /// [`Task::run_channels`] over the tile's output rows when blocks stay
+    /// within rows: full blocks of `mr` positions, then a partial one at
+    /// the end of each row when `mr` does not divide it.
+    fn row_blocks(
+        &self,
+        cx: &mut NodeCx,
+        g: &Grid,
+        m: &Expr,
+        wblk: &Expr,
+        channels: usize,
+    ) -> Result<(), Unsupported> {
+        let mr = self.plan.mr;
+        let row =
+            cx.b.begin_for("row", 0, self.tl.clone() / g.ow as i64, 1, LoopKind::Serial);
+        let grow = cx.b.let_("grow", row.clone() * (g.sh * g.wp) as i64);
+        let orow = cx.b.let_("orow", row * g.ow as i64);
+        let full = g.ow / mr * mr;
+        if full > 0 {
+            let x = cx.b.begin_for("x", 0, full, mr as i64, LoopKind::Serial);
+            let jb = cx.b.let_("jb", grow.clone() + x.clone() * g.sw as i64);
+            let jo = cx.b.let_("jo", orow.clone() + x);
+            self.micro_channels(cx, m, wblk, &jb, &jo, channels, None)?;
+            cx.b.end_for();
+        }
+        if full < g.ow {
+            let jb = cx.b.let_("jb", grow + (full * g.sw) as i64);
+            let jo = cx.b.let_("jo", orow + full as i64);
+            let valid = Expr::idx((g.ow - full) as i64);
+            self.micro_channels(cx, m, wblk, &jb, &jo, channels, Some(valid))?;
+        }
+        cx.b.end_for();
+        Ok(())
+    }
+
+    /// Positions `jo..jo+mr` of the tile (`jb..` in `B`'s columns; `valid`
+    /// of them in a partial block) × channels `m..m+channels` (their
     /// packed weights at `wblk`): accumulators of channels, transposed
     /// through the worker's buffer, stored a channel (a vector of
     /// positions) at a time.
+    #[allow(clippy::too_many_arguments)]
     fn micro_channels(
         &self,
         cx: &mut NodeCx,
         m: &Expr,
         wblk: &Expr,
-        j: &Expr,
+        jb: &Expr,
+        jo: &Expr,
         channels: usize,
-        tail: bool,
+        valid: Option<Expr>,
     ) -> Result<(), Unsupported> {
         let p = self.plan;
         let (l, mr, nb) = (p.lanes, p.mr, p.nb);
@@ -1065,9 +1165,16 @@ impl Task<'_> {
         // Read from the input itself, a partial block's positions past the
         // tile would leave it: they read the tile's last position instead
         // (their sums are never stored).
-        let last = (tail && p.direct_b && self.grid.is_none())
-            .then(|| cx.b.let_("last", self.tl.clone() - j.clone() - 1));
-        self.k_loop(cx, j, wp, nb, &mut |cx, brow| {
+        let last = match &valid {
+            Some(v) if p.direct_b && self.grid.is_none() => Some(cx.b.let_("last", v.clone() - 1)),
+            _ => None,
+        };
+        // Positions `sw` apart in `B` (the padded input, strided).
+        let bstep = match self.grid {
+            Some((g, None)) => g.sw as i64,
+            _ => 1,
+        };
+        self.k_loop(cx, jb, wp, nb, &mut |cx, brow| {
             let wv: Vec<Expr> = (0..nv)
                 .map(|c| {
                     let v = Expr::load_vec(
@@ -1083,7 +1190,7 @@ impl Task<'_> {
             for r in 0..mr {
                 let off = match &last {
                     Some(last) if r > 0 => Expr::idx(r as i64).min(last.clone()),
-                    _ => Expr::idx(r as i64),
+                    _ => Expr::idx(r as i64 * bstep),
                 };
                 let a = cx.b.let_(
                     &format!("x{r}"),
@@ -1106,13 +1213,14 @@ impl Task<'_> {
         }
         let s = self.s;
         let view = [s.n, s.m, s.out_plane];
-        let mask = tail.then(|| cx.b.let_("mask", self.tl.clone() - j.clone()));
+        let mask = valid;
         let ch = cx.b.begin_for("ch", 0, channels, 1, LoopKind::Serial);
         let mm = cx.b.let_("mm", m.clone() + ch.clone());
         let mut v = Expr::load_vec(tbuf, tbase.clone() + ch, mr as u16, nb as i64, None);
-        if let Some((g, ygrid)) = self.grid {
+        if let Some((g, Some(ygrid))) = self.grid {
             // Raw sums to the output grid; bias and epilogue come later.
-            let at = (self.n.clone() * s.m as i64 + mm) * g.lg as i64 + self.l0.clone() + j.clone();
+            let at =
+                (self.n.clone() * s.m as i64 + mm) * g.lg as i64 + self.l0.clone() + jb.clone();
             cx.b.store_vec(ygrid, at, v, 1, mask);
             cx.b.end_for();
             return Ok(());
@@ -1120,7 +1228,7 @@ impl Task<'_> {
         if let Some(b) = self.bias {
             v = Expr::bin(BinOp::Add, v, Expr::load(b, mm.clone()).splat(mr as u16));
         }
-        let idx = [self.n.clone(), mm, self.l0.clone() + j.clone()];
+        let idx = [self.n.clone(), mm, self.l0.clone() + jo.clone()];
         cx.store_out_view(&view, &idx, v, mask)?;
         cx.b.end_for();
         Ok(())
