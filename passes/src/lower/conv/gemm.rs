@@ -249,12 +249,13 @@ impl Plan {
         let channels = |n: usize, mr: usize, margin: f64| {
             lanes >= 8 && fill(n, mr) * fill(s.mg, nb) > fill(l, nb) + margin
         };
-        // Strided, the positions in the lanes need the input unfolded;
-        // the channels in the lanes read it in place.
-        let strided = s.axes.iter().any(|a| a.stride > 1);
-        let margin = if strided { -0.05 } else { 0.05 };
+        // The channels in the lanes read the padded input in place with
+        // no grid columns wasted (and strided too, where the positions in
+        // the lanes need the input unfolded): taken unless the positions
+        // fill their vectors clearly better (measured on resnet50's 3×3
+        // convolutions, 56×56 to 7×7: 2-7% faster).
         let (along, mr, step) = match candidate {
-            Some(c) if channels(c.ow, best_mr(c.ow), margin) => {
+            Some(c) if channels(c.ow, best_mr(c.ow), -0.05) => {
                 grid = Some(Grid {
                     rowwise: true,
                     lg: s.out_plane,
