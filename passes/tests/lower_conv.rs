@@ -1175,7 +1175,8 @@ fn stride_one_convolutions_run_on_a_padded_grid() {
 /// divide a row): resnet's 14×14 and 7×7 shapes, rows of 10 (blocks of 6
 /// and 4), dilated, asymmetric pads, grouped, two images, strided (a 3×3
 /// and a 7×7 stem on 3 channels), constant or computed weights, with bias
-/// and a fused residual + ReLU.
+/// and a fused residual + ReLU. Without padding (resnet's strided 1×1
+/// downsampling), the blocks read the input itself.
 #[test]
 fn small_planes_run_in_row_blocks_on_the_padded_input() {
     let mut rng = Rng(43);
@@ -1243,6 +1244,24 @@ fn small_planes_run_in_row_blocks_on_the_padded_input() {
             vec![3, 3, 3, 3],
             false,
         ),
+        (
+            vec![2, 64, 14, 14],
+            vec![64, 64, 1, 1],
+            1,
+            vec![2, 2],
+            vec![],
+            vec![0, 0, 0, 0],
+            true,
+        ),
+        (
+            vec![1, 64, 15, 16],
+            vec![32, 64, 3, 2],
+            1,
+            vec![2, 2],
+            vec![],
+            vec![0, 0, 0, 0],
+            false,
+        ),
     ] {
         let op = conv_op(group, &strides, &dil, &pads);
         let (g, inputs) = conv_residual_relu(&mut rng, op, &xs, &ws, konst);
@@ -1256,7 +1275,12 @@ fn small_planes_run_in_row_blocks_on_the_padded_input() {
             "x86-64-avx512",
         );
         let k = only_kernel(&l);
-        assert_eq!(strategy(k), "padded_rows", "{xs:?} {ws:?}");
+        let want = if pads.iter().all(|&p| p == 0) {
+            "rows_in_place"
+        } else {
+            "padded_rows"
+        };
+        assert_eq!(strategy(k), want, "{xs:?} {ws:?}");
         assert_eq!(
             k.schedule.get("lanes_along"),
             Some(&AttrValue::Str("channels".into())),

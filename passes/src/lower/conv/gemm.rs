@@ -83,6 +83,9 @@ struct Grid {
     /// output row are computed, so the output is stored directly (tiles
     /// are whole output rows, positions are the output's).
     rowwise: bool,
+    /// Row blocks read the input itself: no padding, and no partial
+    /// block reads past an output row.
+    in_place: bool,
 }
 
 /// The tiling of one convolution.
@@ -230,6 +233,7 @@ impl Plan {
                     sh: h.stride,
                     sw: w.stride,
                     rowwise: false,
+                    in_place: false,
                 })
             }
             _ => None,
@@ -259,8 +263,10 @@ impl Plan {
         let margin = if kd >= 64 { -0.05 } else { 0.05 };
         let (along, mr, step) = match candidate {
             Some(c) if channels(c.ow, best_mr(c.ow), margin) => {
+                let unpadded = s.axes.iter().all(|a| a.pad_begin == 0 && a.pad_end == 0);
                 grid = Some(Grid {
                     rowwise: true,
+                    in_place: unpadded && c.ow.is_multiple_of(best_mr(c.ow)),
                     lg: s.out_plane,
                     ..c
                 });
@@ -308,6 +314,11 @@ impl Plan {
         let base = s.n * s.g * tiles;
         // The padded plane: taps of the last (padded) tile stay inside.
         let grid = grid.map(|mut g| {
+            if g.in_place {
+                g.rows = s.axes[0].input;
+                g.plane = s.in_plane;
+                return g;
+            }
             // Grid positions read, past the last tile's: a partial block at
             // the end of a row reads up to a block past it.
             let last = if g.rowwise {
@@ -323,8 +334,10 @@ impl Plan {
         let mc = s.mg / chunks;
         let tasks = base * chunks;
         let workers = tasks.min(want).max(1);
-        let grid_len = grid.map_or(0, |g| {
-            s.n * s.c * g.plane + if g.rowwise { 0 } else { s.n * s.m * g.lg }
+        let grid_len = grid.map_or(0, |g| match (g.in_place, g.rowwise) {
+            (true, _) => 0,
+            (false, true) => s.n * s.c * g.plane,
+            (false, false) => s.n * s.c * g.plane + s.n * s.m * g.lg,
         });
         Plan {
             grid,
@@ -433,6 +446,8 @@ pub(super) fn lower(
         AttrValue::Str(
             if p.pointwise {
                 "gemm_1x1"
+            } else if p.grid.is_some_and(|g| g.in_place) {
+                "rows_in_place"
             } else if p.grid.is_some_and(|g| g.rowwise) {
                 "padded_rows"
             } else if p.grid.is_some() {
@@ -471,6 +486,7 @@ pub(super) fn lower(
     };
     let wpack = pack_weights(cx, s, p, dt, w, kind);
     let grid = match p.grid {
+        Some(g) if g.in_place => Some((g, x, None)),
         Some(g) => {
             let xpad = cx.scratch("xpad", dt, s.n * s.c * g.plane);
             let ygrid = (!g.rowwise).then(|| cx.scratch("ygrid", dt, s.n * s.m * g.lg));
