@@ -1036,7 +1036,8 @@ fn conv_residual_relu(
 
 /// Small planes with many channels put the channels in the vector lanes
 /// on wide targets (positions would mostly be padding): plain, strided,
-/// 1×1 (read in place), grouped, a partial last channel block, constant
+/// 1×1 (packed in blocks of positions), grouped, a partial last channel
+/// block, constant
 /// weights, bias and a fused residual + ReLU epilogue.
 #[test]
 fn small_planes_put_channels_in_lanes() {
@@ -1082,8 +1083,9 @@ fn small_planes_put_channels_in_lanes() {
             vec![0, 0, 0, 0],
             true,
         ),
-        // 1×1, read in place: the last block of 25 positions is partial
-        // and ends at the end of the input.
+        // 1×1, packed in blocks of positions: the last block of 25
+        // positions is partial (zeros past the tile), and ends at the end
+        // of the input.
         (
             vec![1, 24, 5, 5],
             vec![64, 24, 1, 1],

@@ -13,7 +13,9 @@
 //! element of `W` broadcast per row and step of `K`, fused multiply-adds.
 //! Finished blocks get the bias and are stored through the epilogue into
 //! the `[N, M, L]` view of the output. 1×1 convolutions with stride 1 and
-//! no padding read `B` from the input as it is; stride-1 convolutions whose
+//! no padding read `B` from the input as it is (with the channels in the
+//! lanes, they pack it in blocks of positions, `[K][MR]` each, which stay
+//! in L1 while every block of channels passes over them); stride-1 convolutions whose
 //! padded rows are little wider than the output's read a zero-padded copy
 //! of the input in place (a grid of output rows as wide as padded rows);
 //! and convolutions with the channels in the lanes (small planes, or
@@ -302,7 +304,10 @@ impl Plan {
             1
         };
         // On a grid, `B` is the padded input itself.
-        let direct_b = grid.is_some() || pointwise;
+        // A 1×1 convolution with the channels in the lanes packs its input
+        // in blocks of positions: in place, a block's rows are a plane
+        // apart, and read again for every block of channels.
+        let direct_b = grid.is_some() || (pointwise && along == Along::Positions);
         // The block of output channels a chunk must be a multiple of.
         let cblock = match along {
             Along::Positions => mr,
@@ -401,11 +406,13 @@ impl Plan {
 }
 
 /// Where the micro-kernel reads `B`: element `(p, j)` of the tile is at
-/// `off + p·rs + j`.
+/// `off + p·rs + j` (or, in blocks, `off + j·K + p·rs + j % rs` with `rs`
+/// the block's width: `blocks`).
 struct BOperand {
     buf: BufId,
     off: Expr,
     rs: i64,
+    blocks: bool,
 }
 
 /// What one task's micro-kernels share.
@@ -539,6 +546,17 @@ pub(super) fn lower(
                     (ni.clone() * s.c as i64 + gi.clone() * s.cg as i64) * g.plane as i64 + gl0,
                 ),
                 rs: 0,
+                blocks: false,
+            }
+        }
+        (None, Some(buf)) if p.pointwise => {
+            let dbase = cx.b.let_("pbase", wk.clone() * (p.kd * p.tile) as i64);
+            pack_blocks(&mut cx.b, s, p, x, buf, &(xbase + l0.clone()), &dbase, &tl);
+            BOperand {
+                buf,
+                off: dbase,
+                rs: p.mr as i64,
+                blocks: true,
             }
         }
         (None, Some(buf)) => {
@@ -548,12 +566,14 @@ pub(super) fn lower(
                 buf,
                 off: dbase,
                 rs: p.tile as i64,
+                blocks: false,
             }
         }
         (None, None) => BOperand {
             buf: x,
             off: cx.b.let_("boff", xbase + l0.clone()),
             rs: s.in_plane as i64,
+            blocks: false,
         },
     };
     let m0 =
@@ -894,6 +914,41 @@ fn pack(
     b.end_for();
 }
 
+/// A 1×1 convolution's tile of `tl` positions (input at `src`, rows a
+/// plane apart) into `panel` at `dbase` as blocks of `mr` positions, each
+/// `[K][mr]` contiguous, positions past the tile zero.
+#[allow(clippy::too_many_arguments)]
+fn pack_blocks(
+    b: &mut KernelBuilder,
+    s: &ConvShape,
+    p: &Plan,
+    x: BufId,
+    panel: BufId,
+    src: &Expr,
+    dbase: &Expr,
+    tl: &Expr,
+) {
+    let mr = p.mr as i64;
+    let lanes = (p.mr as u16).next_power_of_two();
+    let src = b.let_("psrc", src.clone());
+    let j = b.begin_for("pj", 0, tl.clone(), mr, LoopKind::Serial);
+    let n = b.let_("pn", (tl.clone() - j.clone()).min(Expr::idx(mr)));
+    let from = b.let_("pfrom", src + j.clone());
+    let to = b.let_("pto", dbase.clone() + j * p.kd as i64);
+    let k = b.begin_for("pk", 0, p.kd, 1, LoopKind::Serial);
+    let v = Expr::load_vec(
+        x,
+        from.clone() + k.clone() * s.in_plane as i64,
+        lanes,
+        1,
+        Some(n.clone()),
+    );
+    // The masked load gives zeros past the tile.
+    b.store_vec(panel, to.clone() + k * mr, v, 1, Some(Expr::idx(mr)));
+    b.end_for();
+    b.end_for();
+}
+
 impl Task<'_> {
     fn run(&self, cx: &mut NodeCx) -> Result<(), Unsupported> {
         let p = self.plan;
@@ -1061,7 +1116,12 @@ impl Task<'_> {
         }
         // The loop walks B's address; A's follows in a variable of its
         // own, so neither is recomputed from the step count.
-        let bcol = cx.b.let_("bcol", self.b.off.clone() + j.clone());
+        let col = if self.b.blocks {
+            j.clone() * p.kd as i64
+        } else {
+            j.clone()
+        };
+        let bcol = cx.b.let_("bcol", self.b.off.clone() + col);
         let bend = cx.b.let_("bend", bcol.clone() + (p.kd as i64) * self.b.rs);
         let brow = cx.b.begin_for("q", bcol, bend, self.b.rs, LoopKind::Serial);
         body(cx, &brow);
