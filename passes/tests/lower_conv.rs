@@ -1037,8 +1037,7 @@ fn conv_residual_relu(
 /// Small planes with many channels put the channels in the vector lanes
 /// on wide targets (positions would mostly be padding): plain, strided,
 /// 1×1 (packed in blocks of positions), grouped, a partial last channel
-/// block, constant
-/// weights, bias and a fused residual + ReLU epilogue.
+/// block, constant weights, bias and a fused residual + ReLU epilogue.
 #[test]
 fn small_planes_put_channels_in_lanes() {
     let mut rng = Rng(31);
