@@ -15,14 +15,15 @@
 //! the `[N, M, L]` view of the output. 1×1 convolutions with stride 1 and
 //! no padding read `B` from the input as it is (with the channels in the
 //! lanes, they pack it in blocks of positions, `[K][MR]` each, which stay
-//! in L1 while every block of channels passes over them); stride-1 convolutions whose
-//! padded rows are little wider than the output's read a zero-padded copy
-//! of the input in place (a grid of output rows as wide as padded rows);
-//! and convolutions with the channels in the lanes (small planes, or
-//! strided) read the padded copy in place in blocks of positions within
-//! output rows, the strided positions broadcast one by one. The weights are first
-//! repacked (in scratch) as `[row block, K, MR]`, so a step of `K` reads
-//! the `MR` values it broadcasts from one place.
+//! in L1 while every block of channels passes over them); stride-1
+//! convolutions whose padded rows are little wider than the output's read
+//! a zero-padded copy of the input in place (a grid of output rows as wide
+//! as padded rows); and convolutions with the channels in the lanes (small
+//! planes, or strided) read the padded copy (the input itself when there
+//! is no padding) in place in blocks of positions within output rows, the
+//! strided positions broadcast one by one. The weights are first repacked
+//! (in scratch) as `[row block, K, MR]`, so a step of `K` reads the `MR`
+//! values it broadcasts from one place.
 //!
 //! Tasks are spread over a fixed number of workers (the parallel loop);
 //! each walks a contiguous run of tasks with its own panel, so the
@@ -58,7 +59,9 @@ enum Along {
 /// input itself, tap `(c, kh, kw)` of grid position `p` at
 /// `c·plane + kh·dh·wp + kw·dw + p`, so nothing is unfolded per tile. The
 /// `wp - ow` columns past each output row are computed and dropped when
-/// the grid is copied to the output (with bias and epilogue).
+/// the grid is copied to the output (with bias and epilogue). With
+/// `rowwise`, any strides: output `(oy, ox)` reads the padded input from
+/// `oy·sh·wp + ox·sw`, and only output positions are computed.
 #[derive(Clone, Copy, Debug)]
 struct Grid {
     /// Padded row width, padding before the first row and column.
@@ -406,8 +409,8 @@ impl Plan {
 }
 
 /// Where the micro-kernel reads `B`: element `(p, j)` of the tile is at
-/// `off + p·rs + j` (or, in blocks, `off + j·K + p·rs + j % rs` with `rs`
-/// the block's width: `blocks`).
+/// `off + p·rs + j`, or with `blocks` (blocks of `rs` columns, each
+/// `[K][rs]`) at `off + (j - j mod rs)·K + p·rs + j mod rs`.
 struct BOperand {
     buf: BufId,
     off: Expr,
