@@ -32,8 +32,9 @@ static void saturn_set_error(const char *msg) {
  * and only then sleeps on a condition variable (waking a sleeping thread
  * costs more than a small kernel runs). The loop's fields are published
  * before its epoch; a chunk is claimed by moving `claim` (epoch in the high
- * 32 bits, next chunk in the low) on from a value of its own epoch, so a
- * late worker never runs a chunk of a loop it did not read. */
+ * 32 bits, the loop's chunk count in the next 16, the next chunk in the low
+ * 16) on from a value of its own epoch and below that count, so a late
+ * worker never runs a chunk of a loop it did not read. */
 #define SATURN_SPIN_NS 2000000L
 #define SATURN_CHUNKS_PER_THREAD 4
 
@@ -44,7 +45,7 @@ typedef struct saturn_pool {
     _Atomic int64_t done;
     _Atomic(saturn_body_fn) body;
     _Atomic(const uint8_t *) ctx;
-    _Atomic int64_t start, end, step, chunks;
+    _Atomic int64_t start, end, step;
     _Atomic int sleepers;
     _Atomic int stop;
     pthread_mutex_t mu; /* with `wake`, for sleeping workers */
@@ -73,8 +74,8 @@ static void saturn_work(saturn_pool *p, uint64_t epoch) {
     for (;;) {
         uint64_t c = atomic_load_explicit(&p->claim, memory_order_acquire);
         if (c >> 32 != epoch) return;
-        int64_t i = (int64_t)(c & 0xffffffffu);
-        int64_t chunks = atomic_load_explicit(&p->chunks, memory_order_relaxed);
+        int64_t i = (int64_t)(c & 0xffffu);
+        int64_t chunks = (int64_t)((c >> 16) & 0xffffu);
         if (i >= chunks) return;
         /* Read before the claim: they cannot change until every chunk of
          * this epoch, this one included, is done. */
@@ -178,15 +179,15 @@ __attribute__((visibility("hidden"))) void saturn_parallel_for(void *rt, saturn_
     }
     int64_t most = (int64_t)p->threads * SATURN_CHUNKS_PER_THREAD;
     int64_t chunks = count < most ? count : most;
+    if (chunks > 0xffff) chunks = 0xffff;
     atomic_store_explicit(&p->body, body, memory_order_relaxed);
     atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
     atomic_store_explicit(&p->start, start, memory_order_relaxed);
     atomic_store_explicit(&p->end, end, memory_order_relaxed);
     atomic_store_explicit(&p->step, step, memory_order_relaxed);
-    atomic_store_explicit(&p->chunks, chunks, memory_order_relaxed);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     uint64_t epoch = (atomic_load_explicit(&p->claim, memory_order_relaxed) >> 32) + 1;
-    atomic_store(&p->claim, epoch << 32); /* publishes the fields above */
+    atomic_store(&p->claim, epoch << 32 | (uint64_t)chunks << 16); /* publishes the fields above */
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->wake);

@@ -29,8 +29,11 @@ const CHUNKS_PER_THREAD: i64 = 4;
 
 /// The loop being run, published before its epoch.
 struct Shared {
-    /// Epoch (high 32 bits) and next unclaimed chunk (low 32 bits): a
-    /// chunk is claimed by moving this on from a value of its own epoch.
+    /// Epoch (high 32 bits), the loop's chunk count (next 16) and the next
+    /// unclaimed chunk (low 16): a chunk is claimed by moving this on from
+    /// a value of its own epoch, below the count read from the same word
+    /// (the other fields may already hold the next loop's once every
+    /// chunk of this one is claimed).
     claim: AtomicU64,
     /// Chunks of the current loop finished.
     done: AtomicI64,
@@ -39,7 +42,6 @@ struct Shared {
     start: AtomicI64,
     end: AtomicI64,
     step: AtomicI64,
-    chunks: AtomicI64,
     /// Workers asleep (or about to be) on `wake`.
     sleepers: AtomicUsize,
     lock: Mutex<()>,
@@ -57,8 +59,8 @@ impl Shared {
             if c >> 32 != epoch {
                 return;
             }
-            let i = (c & 0xffff_ffff) as i64;
-            let chunks = self.chunks.load(Relaxed);
+            let i = (c & 0xffff) as i64;
+            let chunks = ((c >> 16) & 0xffff) as i64;
             if i >= chunks {
                 return;
             }
@@ -155,7 +157,6 @@ impl Runtime {
             start: AtomicI64::new(0),
             end: AtomicI64::new(0),
             step: AtomicI64::new(1),
-            chunks: AtomicI64::new(0),
             sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -205,17 +206,18 @@ impl Runtime {
         };
         let s = &*self.shared;
         let count = (end - start + step - 1) / step;
-        let chunks = count.min(self.threads as i64 * CHUNKS_PER_THREAD);
+        let chunks = count
+            .min(self.threads as i64 * CHUNKS_PER_THREAD)
+            .min(0xffff);
         s.body.store(body as usize, Relaxed);
         s.ctx.store(ctx as usize, Relaxed);
         s.start.store(start, Relaxed);
         s.end.store(end, Relaxed);
         s.step.store(step, Relaxed);
-        s.chunks.store(chunks, Relaxed);
         s.done.store(0, Relaxed);
         let epoch = ((s.claim.load(Relaxed) >> 32) + 1) & 0xffff_ffff;
         // Publishes the fields above with the new epoch, chunk 0 next.
-        s.claim.store(epoch << 32, SeqCst);
+        s.claim.store(epoch << 32 | (chunks as u64) << 16, SeqCst);
         if s.sleepers.load(SeqCst) > 0 {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
