@@ -1134,9 +1134,7 @@ impl Task<'_> {
 
     /// [`Task::run`] with the channels along the lanes: blocks of `nb`
     /// channels (the last of the group partial) × `mr` positions (the last
-    /// of the tile partial: a packed panel is zero past the tile, and a
-    /// 1×1 convolution reading its input in place repeats the tile's last
-    /// position).
+    /// of the tile, or of an output row, partial).
     fn run_channels(&self, cx: &mut NodeCx) -> Result<(), Unsupported> {
         let p = self.plan;
         let (nb, mr) = (p.nb, p.mr as i64);
@@ -1245,13 +1243,9 @@ impl Task<'_> {
             }
         }
         let wp = cx.b.decl("wp", wblk.clone());
-        // Read from the input itself, a partial block's positions past the
-        // tile would leave it: they read the tile's last position instead
-        // (their sums are never stored).
-        let last = match &valid {
-            Some(v) if p.direct_b && self.grid.is_none() => Some(cx.b.let_("last", v.clone() - 1)),
-            _ => None,
-        };
+        // A partial block reads past its last position (and never stores
+        // those sums): a packed panel is zero there, a padded input holds
+        // rows for it, and the input itself is only read in whole blocks.
         // Positions `sw` apart in `B` (the padded input, strided).
         let bstep = match self.grid {
             Some((g, None)) => g.sw as i64,
@@ -1271,13 +1265,9 @@ impl Task<'_> {
                 })
                 .collect();
             for r in 0..mr {
-                let off = match &last {
-                    Some(last) if r > 0 => Expr::idx(r as i64).min(last.clone()),
-                    _ => Expr::idx(r as i64 * bstep),
-                };
                 let a = cx.b.let_(
                     &format!("x{r}"),
-                    Expr::load(self.b.buf, brow.clone() + off).splat(l),
+                    Expr::load(self.b.buf, brow.clone() + r as i64 * bstep).splat(l),
                 );
                 for c in 0..nv {
                     let v = acc[r * nv + c];
