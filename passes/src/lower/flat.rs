@@ -34,7 +34,7 @@
 use super::Unsupported;
 use super::cx::NodeCx;
 use super::cx::RegBlock;
-use super::linalg::{GemmSpec, finish_value, offset};
+use super::linalg::{GemmSpec, offset, store_result};
 use saturn_ir::kernel::{BinOp, BufId, Expr, LoopKind, Ty, VarId};
 use saturn_ir::{AttrValue, DType};
 
@@ -333,10 +333,7 @@ fn reduce_partials(
             let at = (i.clone() + (kc * s.m) as i64) * s.n as i64 + j.clone();
             sum = Expr::bin(BinOp::Add, sum, Expr::load_vec(buf, at, l, 1, mask.clone()));
         }
-        let val = finish_value(cx, s, bidx, sum, i.clone(), j.clone(), l, mask.clone());
-        let mut idx = bidx.to_vec();
-        idx.extend([i.clone(), j]);
-        cx.store_out_view(view, &idx, val, mask)
+        store_result(cx, s, view, bidx, sum, i.clone(), j, l, mask)
     };
     if full > 0 {
         let j =
@@ -436,19 +433,8 @@ fn panels(
                 let j0 = q.clone() * nr as i64 + (v * lanes) as i64;
                 let mask = partial.then(|| Expr::idx(n as i64) - j0.clone());
                 let i = Expr::idx(r as i64);
-                let val = finish_value(
-                    cx,
-                    s,
-                    bidx,
-                    Expr::Var(acc[r * nv + v]),
-                    i.clone(),
-                    j0.clone(),
-                    l,
-                    mask.clone(),
-                );
-                let mut idx = bidx.to_vec();
-                idx.extend([i, j0]);
-                cx.store_out_view(view, &idx, val, mask)?;
+                let acc = Expr::Var(acc[r * nv + v]);
+                store_result(cx, s, view, bidx, acc, i, j0, l, mask)?;
             }
         }
         Ok(())

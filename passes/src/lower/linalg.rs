@@ -372,19 +372,34 @@ fn scalar_gemm(
         Expr::bin(saturn_ir::kernel::BinOp::Add, Expr::Var(acc), prod),
     );
     cx.b.end_for();
-    let v = finish_value(cx, s, bidx, Expr::Var(acc), i.clone(), j.clone(), 1, None);
-    let mut idx = bidx.to_vec();
-    idx.extend([i, j]);
-    cx.store_out_view(view, &idx, v, None)?;
+    store_result(cx, s, view, bidx, Expr::Var(acc), i, j, 1, None)?;
     cx.b.end_for();
     cx.b.end_for();
     Ok(())
 }
 
-/// `alpha · acc + beta · C[i, j…]`.
+/// Stores `alpha · acc + beta · C[i, j…]` (`lanes` of them, the first
+/// `mask`) at output `[bidx…, i, j]` through the epilogue.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn finish_value(
-    _cx: &mut NodeCx,
+pub(crate) fn store_result(
+    cx: &mut NodeCx,
+    s: &GemmSpec,
+    view: &[usize],
+    bidx: &[Expr],
+    acc: Expr,
+    i: Expr,
+    j: Expr,
+    lanes: u16,
+    mask: Option<Expr>,
+) -> Result<(), Unsupported> {
+    let v = finish_value(s, bidx, acc, i.clone(), j.clone(), lanes, mask.clone());
+    let mut idx = bidx.to_vec();
+    idx.extend([i, j]);
+    cx.store_out_view(view, &idx, v, mask)
+}
+
+/// `alpha · acc + beta · C[i, j…]`.
+fn finish_value(
     s: &GemmSpec,
     bidx: &[Expr],
     acc: Expr,
@@ -534,19 +549,8 @@ fn micro_kernel(
     for r in 0..mr {
         for (c, mask) in masks.iter().enumerate() {
             let (ii, jj) = (i.clone() + r as i64, j.clone() + (c * rblk.lanes) as i64);
-            let v = finish_value(
-                cx,
-                s,
-                bidx,
-                Expr::Var(acc[r * nv + c]),
-                ii.clone(),
-                jj.clone(),
-                l,
-                mask.clone(),
-            );
-            let mut idx = bidx.to_vec();
-            idx.extend([ii, jj]);
-            cx.store_out_view(view, &idx, v, mask.clone())?;
+            let acc = Expr::Var(acc[r * nv + c]);
+            store_result(cx, s, view, bidx, acc, ii, jj, l, mask.clone())?;
         }
     }
     let _ = BinOp::Add;

@@ -18,7 +18,7 @@
 use super::Unsupported;
 use super::cx::NodeCx;
 use super::cx::RegBlock;
-use super::linalg::{GemmSpec, finish_value, offset};
+use super::linalg::{GemmSpec, offset, store_result};
 use saturn_ir::kernel::{BufId, Expr, LoopKind, Ty};
 use saturn_ir::{AttrValue, DType, Tensor};
 
@@ -347,19 +347,8 @@ fn micro(
             let mask = (rem < rblk.lanes).then(|| Expr::idx(rem as i64));
             let i = p.clone() * rblk.mr as i64 + r as i64;
             let j = q.clone() * rblk.nr() as i64 + (v * rblk.lanes) as i64;
-            let val = finish_value(
-                cx,
-                s,
-                bidx,
-                Expr::Var(acc[r * nv + v]),
-                i.clone(),
-                j.clone(),
-                l,
-                mask.clone(),
-            );
-            let mut idx = bidx.to_vec();
-            idx.extend([i, j]);
-            cx.store_out_view(view, &idx, val, mask)?;
+            let acc = Expr::Var(acc[r * nv + v]);
+            store_result(cx, s, view, bidx, acc, i, j, l, mask)?;
         }
     }
     Ok(())
