@@ -266,18 +266,20 @@ impl Plan {
         // too little work per block to pay for its transposed store
         // (squeezenet's 3×3×3 stem: 0.53 ms unfolded, 0.64 in place).
         let margin = if kd >= 64 { -0.05 } else { 0.05 };
-        let (along, mr, step) = match candidate {
-            Some(c) if channels(c.ow, best_mr(c.ow), margin) => {
+        let row_mr = candidate.map(|c| best_mr(c.ow));
+        let plane_mr = best_mr(l);
+        let (along, mr, step) = match (candidate, row_mr) {
+            (Some(c), Some(mr)) if channels(c.ow, mr, margin) => {
                 let unpadded = s.axes.iter().all(|a| a.pad_begin == 0 && a.pad_end == 0);
                 grid = Some(Grid {
                     rowwise: true,
-                    in_place: unpadded && c.ow.is_multiple_of(best_mr(c.ow)),
+                    in_place: unpadded && c.ow.is_multiple_of(mr),
                     lg: s.out_plane,
                     ..c
                 });
-                (Along::Channels, best_mr(c.ow), c.ow)
+                (Along::Channels, mr, c.ow)
             }
-            _ if channels(l, best_mr(l), 0.05) => (Along::Channels, best_mr(l), best_mr(l)),
+            _ if channels(l, plane_mr, 0.05) => (Along::Channels, plane_mr, plane_mr),
             _ => (Along::Positions, rb.mr, nb),
         };
         let l = grid.map_or(s.out_plane, |g| g.lg);
