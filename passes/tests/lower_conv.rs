@@ -698,6 +698,24 @@ fn max_pool_nans_and_empty_windows() {
         let g = b.finish(outs);
         check(&g, vec![x.clone()]);
     }
+    // Wide rows (whole vectors of outputs, strided): windows of NaNs, of
+    // NaNs and -inf (-inf), of -inf alone, and of numbers among NaNs.
+    let vals: Vec<f32> = (0..2 * 70)
+        .map(|i| match (i * 37) % 11 {
+            0 | 1 | 2 | 3 => f32::NAN,
+            4 | 5 => f32::NEG_INFINITY,
+            k => k as f32 - 8.0 + i as f32 / 100.0,
+        })
+        .collect();
+    let x = Tensor::from_vec(vec![1, 1, 2, 70], vals);
+    for (k, s) in [([1, 2], [1, 1]), ([2, 3], [1, 2]), ([1, 3], [1, 2])] {
+        let g = single(
+            max_pool(&k, &s, &[], &[], false, 0),
+            &[tt(DType::F32, &[1, 1, 2, 70])],
+            &[],
+        );
+        check(&g, vec![x.clone()]);
+    }
 }
 
 #[test]

@@ -111,6 +111,7 @@ pub(super) fn lower(cx: &mut NodeCx, op: &Op) -> Result<(), Unsupported> {
         base: base.clone(),
         dt,
         acc: None,
+        all_nan: None,
         best_index: None,
         indices: with_indices.then(|| (cx.out_buf(1), index_strides, base, out_plane)),
         plane: p,
@@ -130,6 +131,8 @@ struct PoolBody {
     base: Expr,
     dt: DType,
     acc: Option<VarId>,
+    /// Float max without indices: lanes whose taps so far were all NaN.
+    all_nan: Option<VarId>,
     best_index: Option<VarId>,
     /// The Indices output: its buffer, the index strides of the spatial
     /// axes, the plane's offset in the input, and the output plane size.
@@ -177,14 +180,19 @@ pub(super) fn lp_root(s: Expr, p: i64, ty: Ty) -> Expr {
 impl Body for PoolBody {
     fn begin(&mut self, cx: &mut NodeCx, lanes: u16) -> Result<(), Unsupported> {
         let ty = Ty::vector(self.dt, lanes);
+        let fl = self.dt.is_float();
         let init = match self.kind {
-            // NaN for floats: any number replaces it, and a window of
-            // NaNs stays NaN.
-            Kind::Max if self.dt.is_float() => Expr::Float(f64::NAN, ty),
+            // With indices, NaN for floats: any number replaces it, and a
+            // window of NaNs stays NaN.
+            Kind::Max if fl && self.indices.is_some() => Expr::Float(f64::NAN, ty),
             Kind::Max => lowest(self.dt).splat(lanes),
             _ => konst(0.0, ty),
         };
         self.acc = Some(cx.b.decl("acc", init));
+        if self.kind == Kind::Max && fl && self.indices.is_none() {
+            let all = Expr::Int(1, Ty::vector(DType::Bool, lanes));
+            self.all_nan = Some(cx.b.decl("all_nan", all));
+        }
         if self.indices.is_some() {
             self.best_index = Some(cx.b.decl("best", Expr::idx(-1)));
         }
@@ -223,10 +231,15 @@ impl Body for PoolBody {
                     let take = cx.b.let_("take", Expr::bin(BinOp::Or, first, better));
                     cx.b.assign(acc, Expr::select(take.clone(), x, best));
                     cx.b.assign(bi, Expr::select(take, idx, Expr::Var(bi)));
-                } else if fl {
+                } else if let Some(all_nan) = self.all_nan {
+                    // From -inf, a NaN never replaces the maximum (`x > acc`
+                    // is false: one `maxps`); the lanes whose taps were all
+                    // NaN are tracked apart (one masked compare) and get a
+                    // NaN at the end.
                     let gt = Expr::bin(BinOp::Gt, x.clone(), best.clone());
-                    let b_nan = Expr::bin(BinOp::Ne, best.clone(), best.clone());
-                    cx.b.assign(acc, Expr::select(Expr::bin(BinOp::Or, gt, b_nan), x, best));
+                    cx.b.assign(acc, Expr::select(gt, x.clone(), best));
+                    let nan = Expr::bin(BinOp::Ne, x.clone(), x);
+                    cx.b.assign(all_nan, Expr::bin(BinOp::And, Expr::Var(all_nan), nan));
                 } else {
                     cx.b.assign(acc, Expr::bin(BinOp::Max, best, x));
                 }
@@ -251,11 +264,17 @@ impl Body for PoolBody {
                     cx.b.store(*buf, at, Expr::Var(bi));
                     let found = Expr::bin(BinOp::Ge, Expr::Var(bi), Expr::idx(0));
                     Expr::select(found, acc, zero)
-                } else if self.empty {
-                    let some = Expr::bin(BinOp::Gt, o.count.clone(), Expr::idx(0));
-                    Expr::select(some.splat(o.lanes), acc, zero)
                 } else {
-                    acc
+                    let acc = match self.all_nan {
+                        Some(n) => Expr::select(Expr::Var(n), konst(f64::NAN, ty), acc),
+                        None => acc,
+                    };
+                    if self.empty {
+                        let some = Expr::bin(BinOp::Gt, o.count.clone(), Expr::idx(0));
+                        Expr::select(some.splat(o.lanes), acc, zero)
+                    } else {
+                        acc
+                    }
                 }
             }
             Kind::Avg { include_pad } => {
