@@ -177,6 +177,12 @@ pub fn op_expr(
                 (false, false) => Expr::Int(0, ty.with_elem(DType::Bool)),
             }
         }
+        // `x < 0 ? 0 : x` keeps a NaN (it is not below 0) as `max` does,
+        // and is one `maxps` on x86 (`max` must also order -0 below +0).
+        Relu(_) if ty.elem.is_float() => {
+            let x = b.let_("x", x);
+            Expr::select(bin(BinOp::Lt, x.clone(), k(0.0, ty)), k(0.0, ty), x)
+        }
         Relu(_) => Expr::bin(BinOp::Max, x, k(0.0, ty)),
         LeakyRelu(o) => {
             let x = b.let_("x", x);
