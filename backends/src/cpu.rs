@@ -294,6 +294,89 @@ fn concat_in_place(
     true
 }
 
+/// The last step reading each value (`None`: no step reads it).
+fn last_uses(g: &Graph, lowered: &Lowered) -> Vec<Option<usize>> {
+    let mut last = vec![None; g.num_values()];
+    for (t, step) in lowered.steps.iter().enumerate() {
+        match step {
+            Step::Kernel { args, .. } => {
+                for a in args {
+                    if let Arg::Value(v) = a {
+                        last[v.index()] = Some(t);
+                    }
+                }
+            }
+            Step::Fallback { node, .. } => {
+                for v in g.node(*node).inputs.iter().flatten() {
+                    last[v.index()] = Some(t);
+                }
+            }
+        }
+    }
+    last
+}
+
+/// Places the output of step `t` over an input it may reuse
+/// ([`saturn_ir::kernel::Buf::reuses`]: a residual added in the epilogue)
+/// when nothing reads that input after this step: the output becomes a
+/// view of the input's slot, and its sum is written over the residual, so
+/// the kernel moves one tensor less through memory. The input must be an
+/// intermediate with a slot of its own, passed once, and neither value a
+/// graph output.
+fn reuse_in_place(
+    g: &Graph,
+    k: &saturn_ir::kernel::Kernel,
+    args: &[Arg],
+    t: usize,
+    last_use: &[Option<usize>],
+    plan: &mut Plan,
+    slot_of: &mut [Option<usize>],
+) {
+    for (b, arg) in k.bufs.iter().zip(args) {
+        let (Some(r), Arg::Value(out)) = (b.reuses, arg) else {
+            continue;
+        };
+        let Some(Arg::Value(input)) = args.get(r.0 as usize) else {
+            continue;
+        };
+        let passed_once = args
+            .iter()
+            .filter(|a| matches!(a, Arg::Value(v) if v == input))
+            .count()
+            == 1;
+        let is_output = |v: &saturn_ir::graph::Value| g.outputs().contains(v);
+        let Some(base) = slot_of[input.index()] else {
+            continue;
+        };
+        let fits = g.ty(*out).dtype == g.ty(*input).dtype
+            && g.ty(*out)
+                .shape
+                .as_known()
+                .map(|s| s.iter().product::<usize>())
+                == Some(plan.slots[base].shape.iter().product());
+        if !passed_once
+            || !fits
+            || is_output(out)
+            || is_output(input)
+            || slot_of[out.index()].is_some()
+            || last_use[input.index()] != Some(t)
+            || !matches!(plan.slots[base].kind, SlotKind::Temp)
+        {
+            continue;
+        }
+        let Some(shape) = g.ty(*out).shape.as_known() else {
+            continue;
+        };
+        plan.slots.push(Slot {
+            name: g.value(*out).name.clone(),
+            dtype: g.ty(*out).dtype,
+            shape,
+            kind: SlotKind::View { base, offset: 0 },
+        });
+        slot_of[out.index()] = Some(plan.slots.len() - 1);
+    }
+}
+
 /// The runtime plan of a lowered graph: a slot per value it touches and
 /// per kernel scratch buffer.
 pub fn build_plan(g: &Graph, lowered: &Lowered) -> Result<Plan, BackendError> {
@@ -337,11 +420,13 @@ pub fn build_plan(g: &Graph, lowered: &Lowered) -> Result<Plan, BackendError> {
         let s = slot(&mut plan, &mut slot_of, v)?;
         plan.inputs.push(s);
     }
-    for step in &lowered.steps {
+    let last_use = last_uses(g, lowered);
+    for (t, step) in lowered.steps.iter().enumerate() {
         match step {
             Step::Kernel { nodes, .. } if concat_in_place(g, nodes, &mut plan, &mut slot_of) => {}
             Step::Kernel { kernel, args, .. } => {
                 let k = &lowered.kernels[*kernel];
+                reuse_in_place(g, k, args, t, &last_use, &mut plan, &mut slot_of);
                 let mut slots = Vec::with_capacity(args.len());
                 for (a, b) in args.iter().zip(&k.bufs) {
                     slots.push(match a {

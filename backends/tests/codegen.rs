@@ -1831,6 +1831,85 @@ fn splat_extract_reduce() {
 }
 
 /// Float sums and products over lanes of ordinary values, against f64.
+/// Shuffles of two vectors against picking the lanes in Rust: the block
+/// interleavings of the register transpose, a reversal, one lane, and
+/// repeats, at every lane count; bool vectors (from comparisons) too.
+fn check_shuffles<T: El>() {
+    let s = T::samples();
+    for lanes in lane_counts(T::D) {
+        let n = lanes as usize;
+        let xs: Vec<T> = (0..2 * n).map(|i| s[(i * 7 + 3) % s.len()]).collect();
+        let mut picks: Vec<Vec<u16>> = vec![
+            (0..2 * lanes).rev().collect(),
+            vec![lanes],
+            vec![0, 2 * lanes - 1, 0, 1],
+        ];
+        let mut bs = 1;
+        while n.is_multiple_of(2 * bs) {
+            for half in [0..n / (2 * bs), n / (2 * bs)..n / bs] {
+                picks.push(
+                    half.flat_map(|j| (j * bs..(j + 1) * bs).chain(n + j * bs..n + (j + 1) * bs))
+                        .map(|i| i as u16)
+                        .collect(),
+                );
+            }
+            bs *= 2;
+        }
+        let mut b = KernelBuilder::new("shuffles");
+        let x = b.input("x", T::D, 2 * n as i64);
+        let outs: Vec<_> = picks
+            .iter()
+            .enumerate()
+            .map(|(i, p)| b.output(&format!("o{i}"), T::D, p.len() as i64))
+            .collect();
+        let flags: Vec<_> = picks
+            .iter()
+            .enumerate()
+            .map(|(i, p)| b.output(&format!("f{i}"), DType::Bool, p.len() as i64))
+            .collect();
+        let va = b.let_("a", Expr::load_vec(x, Expr::idx(0), lanes, 1, None));
+        let vb = b.let_("b", Expr::load_vec(x, Expr::idx(n as i64), lanes, 1, None));
+        let lt = b.let_("lt", Expr::bin(BinOp::Lt, va.clone(), vb.clone()));
+        let gt = b.let_("gt", Expr::bin(BinOp::Gt, va.clone(), vb.clone()));
+        for (i, p) in picks.iter().enumerate() {
+            let v = Expr::shuffle(va.clone(), vb.clone(), p.clone());
+            b.store_vec(outs[i], Expr::idx(0), v, 1, None);
+            let f = Expr::shuffle(lt.clone(), gt.clone(), p.clone());
+            b.store_vec(flags[i], Expr::idx(0), f, 1, None);
+        }
+        let k = b.finish();
+        let mut bufs = vec![to_bytes(&xs)];
+        bufs.extend(picks.iter().map(|p| vec![0u8; p.len() * size_of(T::D)]));
+        bufs.extend(picks.iter().map(|p| vec![0u8; p.len()]));
+        for r in run(&k, &bufs, &[]) {
+            for (i, p) in picks.iter().enumerate() {
+                let what = format!("{} {} x{lanes} shuffle {p:?}", r.cpu, T::D);
+                let want: Vec<Vec<u8>> = p.iter().map(|&j| xs[j as usize].bytes()).collect();
+                check_elems(&what, T::D, &r.bufs[1 + i], &want);
+                let flag = |j: usize| -> bool {
+                    let (a, b) = (xs[j % n], xs[n + j % n]);
+                    if j < n {
+                        T::bin(BinOp::Lt, a, b).unwrap() == [1]
+                    } else {
+                        T::bin(BinOp::Gt, a, b).unwrap() == [1]
+                    }
+                };
+                let want: Vec<u8> = p.iter().map(|&j| flag(j as usize) as u8).collect();
+                assert_eq!(r.bufs[1 + picks.len() + i], want, "{what} flags");
+            }
+        }
+    }
+}
+
+#[test]
+fn shuffles() {
+    check_shuffles::<f32>();
+    check_shuffles::<f64>();
+    check_shuffles::<i32>();
+    check_shuffles::<u8>();
+    check_shuffles::<i64>();
+}
+
 #[test]
 fn float_reductions() {
     for lanes in [4u16, 8, 16, 3] {

@@ -1032,6 +1032,7 @@ impl Gen {
                 dtype: d,
                 len,
                 kind,
+                reuses: None,
             });
         }
         if g.r.chance(50) {
@@ -1286,6 +1287,13 @@ impl Gen {
                 Expr::Bitcast(e, b(self.expr(from, d)))
             }
             9 if t.is_vector() => Expr::Splat(t.lanes, b(self.expr(t.with_lanes(1), d))),
+            10 if t.is_vector() => {
+                let from = t.with_lanes(self.r.pick(&[1, 2, 4, 8]));
+                let idx = (0..t.lanes)
+                    .map(|_| self.r.below(2 * from.lanes as usize) as u16)
+                    .collect();
+                Expr::Shuffle(b(self.expr(from, d)), b(self.expr(from, d)), idx)
+            }
             9 | 10 if !t.is_vector() && numeric => {
                 let lanes = self.r.pick(&[2, 4, 8]);
                 let v = self.expr(t.with_lanes(lanes), d);
@@ -1430,6 +1438,7 @@ fn random_kernels_cover_every_construct() {
         "Bitcast",
         "Splat",
         "Extract",
+        "Shuffle",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -1451,4 +1460,79 @@ fn random_kernels_cover_every_construct() {
     for w in want {
         assert!(seen.contains(&w), "no `{w}` in random kernels: {seen:?}");
     }
+}
+
+#[test]
+fn an_output_may_reuse_an_inputs_memory() {
+    let src = "kernel @add_in_place(in %x: f32[%n], in %r: f32[%n], out %y: f32[%n] reuses %r) dims(%n) {\n  for %i = 0 to %n {\n    store %y[%i] = load %x[%i] + load %r[%i]\n  }\n}\n";
+    let k = check(src);
+    verify_kernel(&k).unwrap();
+    assert_eq!(k.bufs[2].reuses, Some(saturn_ir::kernel::BufId(1)));
+    round_trip(&k);
+    // Dropping an unused buffer keeps the reused one pointing at its input;
+    // dropping the reused input drops the permission.
+    let mut kept = k.clone();
+    kept.retain_bufs(&[true, true, true]);
+    assert_eq!(kept.bufs[2].reuses, Some(saturn_ir::kernel::BufId(1)));
+    let mut b = saturn_ir::kernel::build::KernelBuilder::new("k");
+    let x = b.input("x", DType::F32, 4);
+    let unused = b.input("u", DType::F32, 4);
+    let y = b.output("y", DType::F32, 4);
+    b.reuse(y, x);
+    let _ = unused;
+    let mut k = b.finish();
+    k.retain_bufs(&[true, false, true]);
+    assert_eq!(k.bufs[1].reuses, Some(saturn_ir::kernel::BufId(0)));
+    k.retain_bufs(&[false, true]);
+    assert_eq!(k.bufs[0].reuses, None);
+}
+
+#[test]
+fn reuses_is_checked() {
+    parse_error(
+        "kernel @k(in %x: f32[4], in %y: f32[4] reuses %x) {}",
+        (1, 47),
+        "only an `out` buffer may reuse",
+    );
+    parse_error(
+        "kernel @k(out %y: f32[4] reuses %x, in %x: f32[4]) {}",
+        (1, 33),
+        "`reuses %x` names no buffer declared before it",
+    );
+    for bufs in [
+        "in %x: f32[4], out %y: f32[8] reuses %x",
+        "in %x: i32[4], out %y: f32[4] reuses %x",
+        "scratch %x: f32[4], out %y: f32[4] reuses %x",
+    ] {
+        let k = parse_kernel(&format!("kernel @k({bufs}) {{\n}}\n")).unwrap();
+        let e = verify_kernel(&k).unwrap_err();
+        assert!(
+            e.msg
+                .contains("only an output may reuse the memory of an input"),
+            "{bufs}: {e}"
+        );
+    }
+}
+
+#[test]
+fn shuffles_print_parse_and_verify() {
+    let src = "kernel @k(in %x: f32[8], out %y: f32[6]) {\n  let %a: f32x4 = load %x[0] x4\n  let %b: f32x4 = load %x[4] x4\n  store %y[0] x6 = shuffle(%a, %b, [0, 4, 1, 5, 7, 7])\n}\n";
+    let k = check(src);
+    verify_kernel(&k).unwrap();
+    round_trip(&k);
+    verify_error(
+        "kernel @k(in %x: f32[8], in %i: i32[4], out %y: f32[2]) {\n  store %y[0] x2 = shuffle(load %x[0] x4, load %i[0] x4, [0, 1])\n}\n",
+        "the operands of `shuffle` have different types f32x4 and i32x4",
+        "store %y[0] x2 = shuffle(load %x[0] x4, load %i[0] x4, [0, 1])",
+    );
+    verify_error(
+        "kernel @k(in %x: f32[8], out %y: f32[2]) {\n  store %y[0] x2 = shuffle(load %x[0] x4, load %x[4] x4, [0, 8])\n}\n",
+        "`shuffle` of lane 8 from two vectors of 4 lanes",
+        "store %y[0] x2 = shuffle(load %x[0] x4, load %x[4] x4, [0, 8])",
+    );
+    parse_error(
+        "kernel @k(in %x: f32[8], out %y: f32[2]) {\n  store %y[0] x2 = shuffle(load %x[0] x4, load %x[4] x4, 0)\n}\n",
+        (2, 58),
+        "expected `[`",
+    );
 }

@@ -83,6 +83,29 @@ impl FnLower<'_> {
                 }
                 Ok(self.extract(&a, *i))
             }
+            Expr::Shuffle(a, b, idx) => {
+                let (a, b) = (self.expr(a)?, self.expr(b)?);
+                let n = a.ty.lanes;
+                if a.ty != b.ty || idx.is_empty() || idx.iter().any(|&i| i >= 2 * n) {
+                    return Err(self.invalid(format!("shuffle {idx:?} of {n} lanes")));
+                }
+                let ty = a.ty.with_lanes(idx.len() as u16);
+                self.check_ty(ty)?;
+                // Lane by lane: 128-bit vectors hold few lanes, and kernels
+                // shuffle where the vectors are wide (the LLVM backend).
+                let (la, lb) = (self.lanes(&a), self.lanes(&b));
+                let picks = idx
+                    .iter()
+                    .map(|&i| {
+                        if i < n {
+                            la[i as usize]
+                        } else {
+                            lb[(i - n) as usize]
+                        }
+                    })
+                    .collect();
+                Ok(self.assemble(ty, picks, shape_of(ty)))
+            }
             Expr::Reduce(op, a) => {
                 let a = self.expr(a)?;
                 self.reduce(*op, a)

@@ -8,6 +8,7 @@ use inkwell::types::{BasicMetadataTypeEnum, BasicTypeEnum, FunctionType};
 use inkwell::values::FunctionValue;
 
 use super::settings::Machine;
+use saturn_ir::kernel::Buf;
 
 /// `void (ptr bufs, ptr dims, ptr rt)`: the kernel ABI.
 pub(super) fn kernel_type(c: &Context) -> FunctionType<'_> {
@@ -77,10 +78,17 @@ pub(super) fn machine_attrs(c: &Context, f: FunctionValue, m: &Machine) {
 }
 
 /// Inner bodies: inlined into their wrapper, buffers never alias (the
-/// memory plan gives every buffer of one call its own memory).
-pub(super) fn inner_attrs(c: &Context, f: FunctionValue, bufs: usize) {
+/// memory plan gives every buffer of one call its own memory), except an
+/// output that may reuse an input's memory and that input.
+pub(super) fn inner_attrs(c: &Context, f: FunctionValue, bufs: &[Buf]) {
     f.add_attribute(AttributeLoc::Function, enum_attr(c, "alwaysinline"));
-    for i in 0..bufs {
+    let shared: Vec<usize> = bufs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| b.reuses.map(|r| [i, r.0 as usize]))
+        .flatten()
+        .collect();
+    for i in (0..bufs.len()).filter(|i| !shared.contains(i)) {
         f.add_attribute(AttributeLoc::Param(i as u32), enum_attr(c, "noalias"));
     }
 }

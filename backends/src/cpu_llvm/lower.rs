@@ -83,7 +83,7 @@ pub(super) fn define_kernel<'ctx>(cx: &ModCx<'ctx>, k: &Kernel, symbol: &str) ->
         Some(Linkage::Internal),
     );
     abi::machine_attrs(c, inner, &cx.machine);
-    abi::inner_attrs(c, inner, k.bufs.len());
+    abi::inner_attrs(c, inner, &k.bufs);
 
     // The entry: load the frame, call the inner function.
     let b = c.create_builder();
@@ -436,6 +436,10 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 let a = self.expr(a)?;
                 self.extract(a, *i)
             }
+            Expr::Shuffle(a, b, idx) => {
+                let (a, b) = (self.expr(a)?, self.expr(b)?);
+                self.shuffle(a, b, idx)
+            }
             Expr::Reduce(op, a) => {
                 let a = self.expr(a)?;
                 self.reduce(*op, a)
@@ -648,7 +652,7 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
             Some(Linkage::Internal),
         );
         abi::machine_attrs(c, inner, &cx.machine);
-        abi::inner_attrs(c, inner, nbufs);
+        abi::inner_attrs(c, inner, &self.k.bufs);
 
         let b = c.create_builder();
         b.position_at_end(c.append_basic_block(entry, "entry"));

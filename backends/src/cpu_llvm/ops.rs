@@ -465,6 +465,51 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
         Ok(Val::new(ty, v))
     }
 
+    /// Lanes `idx` of `a` and `b` taken as one vector (`shufflevector`).
+    pub(super) fn shuffle(&mut self, a: Val<'ctx>, b: Val<'ctx>, idx: &[u16]) -> R<Val<'ctx>> {
+        let n = a.ty.lanes;
+        if a.ty != b.ty || idx.is_empty() || idx.iter().any(|&i| i >= 2 * n) {
+            return Err(self.invalid(format!("shuffle {idx:?} of {} lanes", n)));
+        }
+        let ty = a.ty.with_lanes(idx.len() as u16);
+        self.check_ty(ty)?;
+        if n == 1 {
+            // Scalars: insert the picks one by one.
+            let pick = |i: u16| if i == 0 { a.v } else { b.v };
+            if idx.len() == 1 {
+                return Ok(Val::new(ty, pick(idx[0])));
+            }
+            let mut v = super::value::vector_of(a.v.get_type(), idx.len() as u16)
+                .into_vector_type()
+                .get_poison();
+            for (j, &i) in idx.iter().enumerate() {
+                let at = self.c.i32_type().const_int(j as u64, false);
+                v = self.b.build_insert_element(v, pick(i), at, "")?;
+            }
+            return Ok(Val::new(ty, v));
+        }
+        if idx.len() == 1 {
+            let (from, i) = if idx[0] < n {
+                (a, idx[0])
+            } else {
+                (b, idx[0] - n)
+            };
+            return self.extract(from, i);
+        }
+        let mask: Vec<_> = idx
+            .iter()
+            .map(|&i| self.c.i32_type().const_int(i as u64, false))
+            .collect();
+        let mask = inkwell::types::VectorType::const_vector(&mask);
+        let v = self.b.build_shuffle_vector(
+            a.v.into_vector_value(),
+            b.v.into_vector_value(),
+            mask,
+            "",
+        )?;
+        Ok(Val::new(ty, v))
+    }
+
     /// Horizontal reduction. Float sums and products fold halves
     /// together (a tree, not the lane order); min and max propagate NaN.
     pub(super) fn reduce(&mut self, op: ReduceOp, a: Val<'ctx>) -> R<Val<'ctx>> {

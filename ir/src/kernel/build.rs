@@ -27,6 +27,7 @@ impl KernelBuilder {
             dtype,
             len,
             kind,
+            reuses: None,
         });
         BufId(self.k.bufs.len() as u32 - 1)
     }
@@ -39,6 +40,14 @@ impl KernelBuilder {
     }
     pub fn scratch(&mut self, name: &str, dtype: DType, len: impl Into<Expr>) -> BufId {
         self.add_buf(name, dtype, len.into(), BufKind::Scratch)
+    }
+
+    /// Lets output `out` share the memory of input `input` (see
+    /// [`crate::kernel::Buf::reuses`]): only for kernels that read each
+    /// element of `input` before they write the same element of `out`,
+    /// and write each element of `out` once.
+    pub fn reuse(&mut self, out: BufId, input: BufId) {
+        self.k.bufs[out.0 as usize].reuses = Some(input);
     }
 
     /// Declares a runtime extent and returns it as an index expression.
@@ -328,6 +337,10 @@ impl Expr {
             Expr::Float(v, t) => Expr::Float(v, t.with_lanes(lanes)),
             e => Expr::Splat(lanes, Box::new(e)),
         }
+    }
+    /// [`Expr::Shuffle`] of `a` and `b`.
+    pub fn shuffle(a: Expr, b: Expr, idx: Vec<u16>) -> Expr {
+        Expr::Shuffle(Box::new(a), Box::new(b), idx)
     }
     pub fn min(self, o: Expr) -> Expr {
         Expr::bin(BinOp::Min, self, o)

@@ -465,6 +465,45 @@ impl Eval<'_, '_> {
                     _ => return self.fail("splat of a vector"),
                 }
             }
+            Expr::Shuffle(a, b, idx) => {
+                let (a, b) = (self.expr(a)?, self.expr(b)?);
+                let n = a.len();
+                if b.len() != n || idx.iter().any(|&i| i as usize >= 2 * n) {
+                    return self.fail(format!(
+                        "shuffle of {:?} from {n} and {} lanes",
+                        idx,
+                        b.len()
+                    ));
+                }
+                let ty = a.ty.with_lanes(idx.len() as u16);
+                match (a.lanes, b.lanes) {
+                    (Lanes::F(x), Lanes::F(y)) => Val::floats(
+                        ty,
+                        idx.iter()
+                            .map(|&i| {
+                                if (i as usize) < n {
+                                    x[i as usize]
+                                } else {
+                                    y[i as usize - n]
+                                }
+                            })
+                            .collect(),
+                    ),
+                    (Lanes::I(x), Lanes::I(y)) => Val::ints(
+                        ty,
+                        idx.iter()
+                            .map(|&i| {
+                                if (i as usize) < n {
+                                    x[i as usize]
+                                } else {
+                                    y[i as usize - n]
+                                }
+                            })
+                            .collect(),
+                    ),
+                    _ => return self.fail("shuffle of a float and an integer vector"),
+                }
+            }
             Expr::Extract(a, i) => {
                 let a = self.expr(a)?;
                 let i = *i as usize;

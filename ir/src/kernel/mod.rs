@@ -95,6 +95,13 @@ pub struct Buf {
     /// Length in elements; may use [`Expr::Dim`]s.
     pub len: Expr,
     pub kind: BufKind,
+    /// For an output: an input of the same dtype and length that may share
+    /// its memory (text `reuses %x`). The kernel promises to read element
+    /// `i` of that input only before it writes element `i` of this output,
+    /// and to write each element of the output once, reading none back, so
+    /// that the runtime may write a residual's sum over the residual when
+    /// nothing reads it later.
+    pub reuses: Option<BufId>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -266,6 +273,11 @@ pub enum Expr {
     Splat(u16, Box<Expr>),
     /// One lane of a vector.
     Extract(Box<Expr>, u16),
+    /// `shuffle(a, b, [i, …])`: a vector of the listed lanes of `a` and
+    /// `b` (of one type) taken as one vector of twice the lanes: lane `i`
+    /// of `a` for `i < lanes`, else lane `i - lanes` of `b`. As many lanes
+    /// as indices.
+    Shuffle(Box<Expr>, Box<Expr>, Vec<u16>),
     /// Horizontal reduction of a vector to a scalar.
     Reduce(ReduceOp, Box<Expr>),
     /// A pure named intrinsic returning `ty`.
@@ -309,6 +321,7 @@ impl Kernel {
             Expr::Cast(d, a) | Expr::Bitcast(d, a) => self.ty(a).with_elem(*d),
             Expr::Splat(n, a) => self.ty(a).with_lanes(*n),
             Expr::Extract(a, _) | Expr::Reduce(_, a) => self.ty(a).with_lanes(1),
+            Expr::Shuffle(a, _, idx) => self.ty(a).with_lanes(idx.len() as u16),
             Expr::Call(_, _, t) => *t,
         }
     }
@@ -375,6 +388,9 @@ impl Kernel {
             i += 1;
             keep[i - 1]
         });
+        for b in &mut self.bufs {
+            b.reuses = b.reuses.and_then(|r| map[r.0 as usize]);
+        }
         let remap = |b: &mut BufId| {
             *b = map[b.0 as usize].expect("a dropped buffer is used");
         };
@@ -396,7 +412,7 @@ impl Kernel {
                 | Expr::Splat(_, a)
                 | Expr::Extract(a, _)
                 | Expr::Reduce(_, a) => expr(a, f),
-                Expr::Binary(_, a, b) => {
+                Expr::Binary(_, a, b) | Expr::Shuffle(a, b, _) => {
                     expr(a, f);
                     expr(b, f);
                 }
@@ -468,7 +484,7 @@ pub fn visit_exprs<'a>(stmts: &'a [Stmt], f: &mut impl FnMut(&'a Expr)) {
             | Expr::Splat(_, a)
             | Expr::Extract(a, _)
             | Expr::Reduce(_, a) => expr(a, f),
-            Expr::Binary(_, a, b) => {
+            Expr::Binary(_, a, b) | Expr::Shuffle(a, b, _) => {
                 expr(a, f);
                 expr(b, f);
             }

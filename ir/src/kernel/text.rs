@@ -222,6 +222,7 @@ pub(crate) fn try_ty(k: &Kernel, e: &Expr) -> Option<Ty> {
         Expr::Cast(d, a) | Expr::Bitcast(d, a) => try_ty(k, a)?.with_elem(*d),
         Expr::Splat(n, a) => try_ty(k, a)?.with_lanes(*n),
         Expr::Extract(a, _) | Expr::Reduce(_, a) => try_ty(k, a)?.with_lanes(1),
+        Expr::Shuffle(a, _, idx) => try_ty(k, a)?.with_lanes(idx.len() as u16),
         Expr::Call(_, _, t) => *t,
     })
 }
@@ -405,6 +406,10 @@ impl<'a> Printer<'a> {
             Expr::Bitcast(d, a) => format!("bitcast<{d}>({})", self.expr(a)),
             Expr::Splat(n, a) => format!("splat<{n}>({})", self.expr(a)),
             Expr::Extract(a, i) => format!("extract({}, {i})", self.expr(a)),
+            Expr::Shuffle(a, b, idx) => {
+                let idx: Vec<String> = idx.iter().map(|i| i.to_string()).collect();
+                format!("shuffle({}, [{}])", self.args(&[a, b]), idx.join(", "))
+            }
             Expr::Reduce(op, a) => format!("{}({})", reduce_name(*op), self.expr(a)),
             Expr::Call(name, args, t) => {
                 let args: Vec<&Expr> = args.iter().collect();
@@ -529,6 +534,9 @@ impl<'a> Printer<'a> {
                 b.dtype,
                 self.expr(&b.len)
             );
+            if let Some(r) = b.reuses {
+                let _ = write!(s, " reuses {}", self.names.bufs[r.0 as usize]);
+            }
         }
         s.push(')');
         if !k.dims.is_empty() {
@@ -732,6 +740,25 @@ impl KParser {
                 _ => {}
             }
         }
+        let reuses = if self.p.eat_ident("reuses") {
+            let (other, tok) = self.p.value_name()?;
+            match self.bufs.get(&other) {
+                Some(&b) if kind == BufKind::Output => Some(b),
+                Some(_) => {
+                    return self
+                        .p
+                        .err_at(&tok, "only an `out` buffer may reuse an input's memory");
+                }
+                None => {
+                    return self.p.err_at(
+                        &tok,
+                        format!("`reuses %{other}` names no buffer declared before it"),
+                    );
+                }
+            }
+        } else {
+            None
+        };
         self.bufs
             .insert(name.clone(), BufId(self.k.bufs.len() as u32));
         self.k.bufs.push(Buf {
@@ -739,6 +766,7 @@ impl KParser {
             dtype,
             len: Expr::idx(0),
             kind,
+            reuses,
         });
         Ok(start)
     }
@@ -1323,6 +1351,21 @@ impl KParser {
                 let lane = self.int("a lane number")?;
                 self.p.expect(')')?;
                 Expr::Extract(b(a), lane)
+            }
+            "shuffle" => {
+                self.p.expect('(')?;
+                let x = self.expr()?;
+                self.p.expect(',')?;
+                let y = self.expr()?;
+                self.p.expect(',')?;
+                self.p.expect('[')?;
+                let mut idx = vec![self.int("a lane number")?];
+                while self.p.eat(',') {
+                    idx.push(self.int("a lane number")?);
+                }
+                self.p.expect(']')?;
+                self.p.expect(')')?;
+                Expr::Shuffle(b(x), b(y), idx)
             }
             "fma" => {
                 let [x, y, z] = self.args_n(&t, &word)?;

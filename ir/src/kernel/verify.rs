@@ -67,6 +67,19 @@ pub fn verify_kernel(k: &Kernel) -> Result<(), KernelVerifyError> {
             ));
         }
         c.index(&b.len, "a buffer length")?;
+        if let Some(r) = b.reuses {
+            let ok = b.kind == BufKind::Output
+                && k.bufs.get(r.0 as usize).is_some_and(|o| {
+                    o.kind == BufKind::Input && o.dtype == b.dtype && o.len == b.len
+                });
+            if !ok {
+                return Err(c.fail(
+                    None,
+                    "only an output may reuse the memory of an input, of its dtype and length"
+                        .to_string(),
+                ));
+            }
+        }
     }
     c.block(&k.body)
 }
@@ -570,6 +583,31 @@ impl<'a> Checker<'a> {
                 }
                 let t = ta.with_lanes(*n);
                 self.valid_ty(t, here, "a splat")?;
+                t
+            }
+            Expr::Shuffle(a, b, idx) => {
+                let (ta, tb) = (self.expr(a)?, self.expr(b)?);
+                if ta != tb {
+                    return self.err(
+                        here,
+                        format!(
+                            "the operands of `shuffle` have different types {} and {}",
+                            ty_text(ta),
+                            ty_text(tb)
+                        ),
+                    );
+                }
+                if let Some(i) = idx.iter().find(|&&i| i >= 2 * ta.lanes) {
+                    return self.err(
+                        here,
+                        format!(
+                            "`shuffle` of lane {i} from two vectors of {} lanes",
+                            ta.lanes
+                        ),
+                    );
+                }
+                let t = ta.with_lanes(idx.len() as u16);
+                self.valid_ty(t, here, "a shuffle")?;
                 t
             }
             Expr::Extract(a, lane) => {

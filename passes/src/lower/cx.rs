@@ -5,7 +5,7 @@ use super::fuse::{Group, Tree};
 use super::{Arg, Unsupported, elementwise, unsupported};
 use saturn_ir::graph::{Graph, Node, NodeId, Value};
 use saturn_ir::kernel::build::KernelBuilder;
-use saturn_ir::kernel::{BufId, Expr, Kernel};
+use saturn_ir::kernel::{BufId, BufKind, Expr, Kernel};
 use saturn_ir::target::Target;
 use saturn_ir::tensor::Tensor;
 use saturn_ir::{AttrValue, DType};
@@ -55,6 +55,10 @@ pub struct NodeCx<'a> {
     pub b: KernelBuilder,
     args: Vec<Arg>,
     bufs: HashMap<Value, BufId>,
+    /// Whether the kernel writes each output element once, through
+    /// [`NodeCx::store_out`], and never reads the output back: an
+    /// epilogue operand of the output's shape may then share its memory.
+    reusable: bool,
 }
 
 impl<'a> NodeCx<'a> {
@@ -76,6 +80,7 @@ impl<'a> NodeCx<'a> {
             b: KernelBuilder::new(name),
             args: Vec::new(),
             bufs: HashMap::new(),
+            reusable: false,
         };
         if let Some(a) = group.anchor {
             for v in g.node(a).inputs.iter().flatten() {
@@ -297,9 +302,54 @@ impl<'a> NodeCx<'a> {
         Ok(())
     }
 
+    /// Declares that the kernel stores each element of its output once,
+    /// through [`NodeCx::store_out`] (which reads the epilogue's operands
+    /// at that element first), and reads none back: the output may then
+    /// be written over an epilogue operand of its shape that nothing reads
+    /// later (a residual), which the runtime decides.
+    pub fn stores_each_output_once(&mut self) {
+        self.reusable = true;
+    }
+
+    /// The epilogue operand the output may reuse: the first of the
+    /// output's dtype and shape that the anchor does not read.
+    fn reusable_leaf(&self) -> Option<Value> {
+        let (anchor, tree) = (self.group.anchor?, self.group.epilogue.as_ref()?);
+        if !self.reusable
+            || self
+                .b
+                .kernel()
+                .bufs
+                .iter()
+                .filter(|b| b.kind == BufKind::Output)
+                .count()
+                != 1
+        {
+            return None;
+        }
+        let trim =
+            |s: Vec<usize>| -> Vec<usize> { s.into_iter().skip_while(|&d| d == 1).collect() };
+        let out_shape = trim(self.final_shape());
+        let out_dtype = match self.group.root {
+            Some(r) => self.g.ty(r).dtype,
+            None => self.out_dtype(0),
+        };
+        let anchor_inputs = &self.g.node(anchor).inputs;
+        tree.leaves().into_iter().find(|&v| {
+            let ty = self.g.ty(v);
+            ty.dtype == out_dtype
+                && ty.shape.as_known().map(trim) == Some(out_shape.clone())
+                && !anchor_inputs.contains(&Some(v))
+        })
+    }
+
     /// The kernel and its arguments; input buffers the body never reads
     /// (a weight the lowering repacked at compile time) are dropped.
-    pub(crate) fn finish(self) -> Result<(Kernel, Vec<Arg>), Unsupported> {
+    pub(crate) fn finish(mut self) -> Result<(Kernel, Vec<Arg>), Unsupported> {
+        if let Some(v) = self.reusable_leaf() {
+            let (out, input) = (self.out_buf(0), self.bufs[&v]);
+            self.b.reuse(out, input);
+        }
         let mut k = self.b.finish();
         let used = k.used_bufs();
         let keep: Vec<bool> = k

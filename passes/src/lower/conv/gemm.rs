@@ -250,13 +250,14 @@ impl Plan {
         // (6 to 8) that wastes least of the plane (with a padded input,
         // of an output row: blocks then stay within rows).
         let best_mr = |n: usize| {
-            (6..=rb.mr.max(6))
+            (6..=rb.mr.clamp(6, TRANSPOSE_ROWS))
                 .rev()
                 .max_by(|&a, &b| fill(n, a).total_cmp(&fill(n, b)))
                 .unwrap_or(rb.mr)
         };
         let channels = |n: usize, mr: usize, margin: f64| {
-            lanes >= 8 && fill(n, mr) * fill(s.mg, nb) > fill(l, nb) + margin
+            (lanes as usize).is_multiple_of(TRANSPOSE_ROWS)
+                && fill(n, mr) * fill(s.mg, nb) > fill(l, nb) + margin
         };
         // The channels in the lanes read the padded input in place with
         // no grid columns wasted (and strided too, where the positions in
@@ -293,8 +294,13 @@ impl Plan {
         // Tiles of positions: a multiple of the position block, sized so a
         // tile of the unfolded input stays in L2 (whole output rows when
         // blocks stay within rows: the input is read in place then).
-        let widest = if grid.is_some_and(|g| g.rowwise) {
-            l
+        let widest = if let Some(g) = grid.filter(|g| g.rowwise) {
+            // As many output rows as keep the input rows they read (all
+            // channels of the group) within the budget: every block of
+            // channels passes over them again.
+            let row = g.wp * s.cg * esize;
+            let rows = (budget / row.max(1)).saturating_sub(g.kh) / g.sh + 1;
+            rows.min(g.oh) * g.ow
         } else {
             (budget / (kd.max(1) * esize) / step * step)
                 .clamp(step, MAX_TILE)
@@ -372,7 +378,7 @@ impl Plan {
 
     /// Elements of scratch the plan needs.
     pub(super) fn scratch(&self) -> usize {
-        self.panel_len() + self.transpose_scratch() + self.grid_len
+        self.panel_len() + self.grid_len
     }
 
     /// Positions per micro-kernel block.
@@ -397,15 +403,6 @@ impl Plan {
             0
         } else {
             self.workers * self.kd * self.tile
-        }
-    }
-
-    /// Channels-in-lanes blocks go to the output through a small
-    /// transpose buffer per worker.
-    fn transpose_scratch(&self) -> usize {
-        match self.along {
-            Along::Positions => 0,
-            Along::Channels => self.workers * self.mr * self.nb,
         }
     }
 }
@@ -436,8 +433,6 @@ struct Task<'a> {
     l0: Expr,
     /// Columns of this tile.
     tl: Expr,
-    /// Channels in lanes: the transpose buffer and this worker's part.
-    tpose: Option<(BufId, Expr)>,
     /// On a grid: its geometry and the output grid buffer (none when
     /// blocks stay within output rows).
     grid: Option<(Grid, Option<BufId>)>,
@@ -453,6 +448,9 @@ pub(super) fn lower(
     dt: DType,
 ) -> Result<(), Unsupported> {
     let p = plan;
+    // Every strategy stores an output element once, from registers or
+    // from the output grid, after the last step of `K`.
+    cx.stores_each_output_once();
     cx.schedule(
         "conv",
         AttrValue::Str(
@@ -489,8 +487,6 @@ pub(super) fn lower(
         cx.schedule("parallel", AttrValue::Str("tasks".into()));
     }
     let panel = (!p.direct_b).then(|| cx.scratch("cols", dt, p.panel_len()));
-    let tpose =
-        (p.along == Along::Channels).then(|| cx.scratch("tpose", dt, p.transpose_scratch()));
     let kind = if p.workers > 1 {
         LoopKind::Parallel
     } else {
@@ -589,7 +585,6 @@ pub(super) fn lower(
         "a0",
         gi * (p.nblk * p.kd * p.wblock()) as i64 + chunk * (p.mc * p.kd) as i64,
     );
-    let tpose = tpose.map(|t| (t, cx.b.let_("tbase", wk.clone() * (p.mr * p.nb) as i64)));
     let task = Task {
         s,
         plan: p,
@@ -602,7 +597,6 @@ pub(super) fn lower(
         m0,
         l0,
         tl,
-        tpose,
         grid: grid.map(|(g, _, y)| (g, y)),
     };
     match p.along {
@@ -1277,35 +1271,95 @@ impl Task<'_> {
                 }
             }
         });
-        // Transpose: position r's channels to row r of the buffer, then a
-        // channel's positions read back as one vector.
-        let (tbuf, tbase) = self.tpose.clone().expect("a transpose buffer");
-        for r in 0..mr {
-            for c in 0..nv {
-                let at = tbase.clone() + (r * nb + c * l as usize) as i64;
-                cx.b.store_vec(tbuf, at, Expr::Var(acc[r * nv + c]), 1, None);
-            }
-        }
+        // Transpose in registers: position r's channels, vector c, are
+        // row r of an 8 × `l` block; channel q of it comes out as a vector
+        // of the block's positions.
         let s = self.s;
         let view = [s.n, s.m, s.out_plane];
-        let mask = valid;
-        let ch = cx.b.begin_for("ch", 0, channels, 1, LoopKind::Serial);
-        let mm = cx.b.let_("mm", m.clone() + ch.clone());
-        let mut v = Expr::load_vec(tbuf, tbase.clone() + ch, mr as u16, nb as i64, None);
-        if let Some((g, Some(ygrid))) = self.grid {
-            // Raw sums to the output grid; bias and epilogue come later.
-            let at =
-                (self.n.clone() * s.m as i64 + mm) * g.lg as i64 + self.l0.clone() + jb.clone();
-            cx.b.store_vec(ygrid, at, v, 1, mask);
-            cx.b.end_for();
-            return Ok(());
+        let zero = Expr::constant(0.0, vty);
+        for c in 0..nv {
+            let rows: Vec<Expr> = (0..TRANSPOSE_ROWS)
+                .map(|r| {
+                    if r < mr {
+                        Expr::Var(acc[r * nv + c])
+                    } else {
+                        zero.clone()
+                    }
+                })
+                .collect();
+            let cols = transpose_rows(cx, rows, l as usize);
+            let per = l as usize / TRANSPOSE_ROWS;
+            // Whole vectors of 8 lanes, the first `mr` (or `valid`) stored:
+            // one masked store, where 7 lanes would be stored in pieces.
+            let width = TRANSPOSE_ROWS as u16;
+            let valid = match valid.clone() {
+                None if mr < TRANSPOSE_ROWS => Some(Expr::idx(mr as i64)),
+                v => v,
+            };
+            for q in 0..(l as usize).min(channels - c * l as usize) {
+                let t = &cols[q / per];
+                let first = (q % per * TRANSPOSE_ROWS) as u16;
+                let mut v = Expr::shuffle(t.clone(), t.clone(), (first..first + width).collect());
+                let mm = m.clone() + (c * l as usize + q) as i64;
+                if let Some((g, Some(ygrid))) = self.grid {
+                    // Raw sums to the output grid; bias and epilogue come later.
+                    let at = (self.n.clone() * s.m as i64 + mm) * g.lg as i64
+                        + self.l0.clone()
+                        + jb.clone();
+                    cx.b.store_vec(ygrid, at, v, 1, valid.clone());
+                    continue;
+                }
+                if let Some(b) = self.bias {
+                    v = Expr::bin(BinOp::Add, v, Expr::load(b, mm.clone()).splat(width));
+                }
+                let idx = [self.n.clone(), mm, self.l0.clone() + jo.clone()];
+                cx.store_out_view(&view, &idx, v, valid.clone())?;
+            }
         }
-        if let Some(b) = self.bias {
-            v = Expr::bin(BinOp::Add, v, Expr::load(b, mm.clone()).splat(mr as u16));
-        }
-        let idx = [self.n.clone(), mm, self.l0.clone() + jo.clone()];
-        cx.store_out_view(&view, &idx, v, mask)?;
-        cx.b.end_for();
         Ok(())
     }
+}
+
+/// Rows of the register transpose of channels-in-lanes blocks: the
+/// positions of a block (at most this many), padded with zeros.
+const TRANSPOSE_ROWS: usize = 8;
+
+/// Transposes `TRANSPOSE_ROWS` rows of `l` lanes (a multiple of the row
+/// count) in three rounds of two-vector shuffles, each interleaving pairs
+/// of vectors in blocks of 1, 2, then 4 lanes. Returns `TRANSPOSE_ROWS`
+/// vectors: vector `k` holds lanes `k·l/8 ..` of every row, lane `j` of
+/// the rows as lanes `8·j ..` of the vector.
+fn transpose_rows(cx: &mut NodeCx, rows: Vec<Expr>, l: usize) -> Vec<Expr> {
+    debug_assert!(rows.len() == TRANSPOSE_ROWS && l.is_multiple_of(TRANSPOSE_ROWS));
+    // (first row, first lane, vector): the vector holds `width` lanes of
+    // the rows `row..row + bs`, a lane's rows side by side.
+    let mut items: Vec<(usize, usize, Expr)> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(r, e)| (r, 0, e))
+        .collect();
+    let (mut bs, mut width) = (1, l);
+    while bs < TRANSPOSE_ROWS {
+        items.sort_by_key(|&(r, q, _)| (q, r));
+        let mut next = Vec::with_capacity(items.len());
+        for pair in items.chunks(2) {
+            let [(r, q, a), (_, _, b)] = pair else {
+                unreachable!("an even number of vectors");
+            };
+            let half = |js: std::ops::Range<usize>| -> Vec<u16> {
+                js.flat_map(|j| (j * bs..(j + 1) * bs).chain(l + j * bs..l + (j + 1) * bs))
+                    .map(|i| i as u16)
+                    .collect()
+            };
+            let lo = Expr::shuffle(a.clone(), b.clone(), half(0..width / 2));
+            let hi = Expr::shuffle(a.clone(), b.clone(), half(width / 2..width));
+            next.push((*r, *q, cx.b.let_("tlo", lo)));
+            next.push((*r, *q + width / 2, cx.b.let_("thi", hi)));
+        }
+        items = next;
+        bs *= 2;
+        width /= 2;
+    }
+    items.sort_by_key(|&(_, q, _)| q);
+    items.into_iter().map(|(_, _, e)| e).collect()
 }
