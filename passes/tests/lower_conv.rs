@@ -1281,6 +1281,17 @@ fn small_planes_run_in_row_blocks_on_the_padded_input() {
             vec![0, 0, 0, 0],
             false,
         ),
+        // Unpadded rows of 11: blocks of 6, then one of exactly 5, read
+        // in place.
+        (
+            vec![1, 16, 9, 13],
+            vec![32, 16, 3, 3],
+            1,
+            vec![],
+            vec![],
+            vec![0, 0, 0, 0],
+            true,
+        ),
     ] {
         let op = conv_op(group, &strides, &dil, &pads);
         let (g, inputs) = conv_residual_relu(&mut rng, op, &xs, &ws, konst);

@@ -88,8 +88,7 @@ struct Grid {
     /// output row are computed, so the output is stored directly (tiles
     /// are whole output rows, positions are the output's).
     rowwise: bool,
-    /// Row blocks read the input itself: no padding, and no partial
-    /// block reads past an output row.
+    /// Row blocks read the input itself (no padding).
     in_place: bool,
 }
 
@@ -270,11 +269,13 @@ impl Plan {
         let row_mr = candidate.map(|c| best_mr(c.ow));
         let plane_mr = best_mr(l);
         let (along, mr, step) = match (candidate, row_mr) {
-            (Some(c), Some(mr)) if channels(c.ow, mr, margin) => {
+            // Blocks within rows end each row with a block of the rest: no
+            // positions wasted.
+            (Some(c), Some(mr)) if channels(mr, mr, margin) => {
                 let unpadded = s.axes.iter().all(|a| a.pad_begin == 0 && a.pad_end == 0);
                 grid = Some(Grid {
                     rowwise: true,
-                    in_place: unpadded && c.ow.is_multiple_of(mr),
+                    in_place: unpadded,
                     lg: s.out_plane,
                     ..c
                 });
@@ -1157,7 +1158,7 @@ impl Task<'_> {
                 _ => {
                     let j =
                         cx.b.begin_for("j", 0, self.tl.clone() - (mr - 1), mr, LoopKind::Serial);
-                    self.micro_channels(cx, &m, &wblk, &j, &j, channels, None)?;
+                    self.micro_channels(cx, &m, &wblk, &j, &j, channels, p.mr, None)?;
                     cx.b.end_for();
                     let jt = cx.b.begin_for(
                         "jt",
@@ -1167,7 +1168,8 @@ impl Task<'_> {
                         LoopKind::Serial,
                     );
                     let valid = cx.b.let_("valid", self.tl.clone() - jt.clone());
-                    self.micro_channels(cx, &m, &wblk, &jt, &jt, channels, Some(valid))?;
+                    let mr = p.mr;
+                    self.micro_channels(cx, &m, &wblk, &jt, &jt, channels, mr, Some(valid))?;
                     cx.b.end_for();
                 }
             }
@@ -1199,14 +1201,15 @@ impl Task<'_> {
             let x = cx.b.begin_for("x", 0, full, mr as i64, LoopKind::Serial);
             let jb = cx.b.let_("jb", grow.clone() + x.clone() * g.sw as i64);
             let jo = cx.b.let_("jo", orow.clone() + x);
-            self.micro_channels(cx, m, wblk, &jb, &jo, channels, None)?;
+            self.micro_channels(cx, m, wblk, &jb, &jo, channels, mr, None)?;
             cx.b.end_for();
         }
         if full < g.ow {
+            // The rest of the row: a block of exactly that many positions
+            // (no sums computed for nothing, nothing read past the row).
             let jb = cx.b.let_("jb", grow + (full * g.sw) as i64);
             let jo = cx.b.let_("jo", orow + full as i64);
-            let valid = Expr::idx((g.ow - full) as i64);
-            self.micro_channels(cx, m, wblk, &jb, &jo, channels, Some(valid))?;
+            self.micro_channels(cx, m, wblk, &jb, &jo, channels, g.ow - full, None)?;
         }
         cx.b.end_for();
         Ok(())
@@ -1214,9 +1217,8 @@ impl Task<'_> {
 
     /// Positions `jo..jo+mr` of the tile (`jb..` in `B`'s columns; `valid`
     /// of them in a partial block) × channels `m..m+channels` (their
-    /// packed weights at `wblk`): accumulators of channels, transposed
-    /// through the worker's buffer, stored a channel (a vector of
-    /// positions) at a time.
+    /// packed weights at `wblk`): accumulators of channels, transposed in
+    /// registers, stored a channel (a vector of positions) at a time.
     #[allow(clippy::too_many_arguments)]
     fn micro_channels(
         &self,
@@ -1226,10 +1228,11 @@ impl Task<'_> {
         jb: &Expr,
         jo: &Expr,
         channels: usize,
+        mr: usize,
         valid: Option<Expr>,
     ) -> Result<(), Unsupported> {
         let p = self.plan;
-        let (l, mr, nb) = (p.lanes, p.mr, p.nb);
+        let (l, nb) = (p.lanes, p.nb);
         let nv = channels.div_ceil(l as usize);
         let vty = Ty::vector(self.dt, l);
         let mut acc = Vec::new();
