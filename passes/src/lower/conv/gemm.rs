@@ -245,9 +245,8 @@ impl Plan {
         let mut grid = candidate.filter(|g| g.sh == 1 && g.sw == 1 && g.wp * 100 <= g.ow * 108);
         let l = grid.map_or(s.out_plane, |g| g.lg);
         // Small planes waste most of a wide vector of positions: put the
-        // channels in the lanes instead, and pick the block of positions
-        // (6 to 8) that wastes least of the plane (with a padded input,
-        // of an output row: blocks then stay within rows).
+        // channels in the lanes instead, and (over the whole plane) pick
+        // the block of positions (6 to 8) that wastes least of it.
         let best_mr = |n: usize| {
             (6..=rb.mr.clamp(6, TRANSPOSE_ROWS))
                 .rev()
@@ -266,7 +265,10 @@ impl Plan {
         // too little work per block to pay for its transposed store
         // (squeezenet's 3×3×3 stem: 0.53 ms unfolded, 0.64 in place).
         let margin = if kd >= 64 { -0.05 } else { 0.05 };
-        let row_mr = candidate.map(|c| best_mr(c.ow));
+        // Within rows, the widest block: each row ends with a block of
+        // the rest, so wider blocks mean fewer blocks (each transposes a
+        // full 8-row block and loads its weights once per step of `K`).
+        let row_mr = candidate.map(|_| rb.mr.clamp(6, TRANSPOSE_ROWS));
         let plane_mr = best_mr(l);
         let (along, mr, step) = match (candidate, row_mr) {
             // Blocks within rows end each row with a block of the rest: no
