@@ -8,11 +8,12 @@
 # - GEMM f32 1024³ and 2048³ on 1 thread, as a fraction of that peak;
 # - flat GEMM [1,4096]×[4096,4096] and [8,4096]×[4096,4096] with constant
 #   weights (the decode case) on 2 threads, as a fraction of the 2-thread
-#   bandwidth (bytes: the weights, once);
+#   bandwidth (bytes: the weights, once), measured again just before and
+#   after (this host's bandwidth drifts by tens of percent over minutes);
 # - softmax over [4, 8388608] by each algorithm on 1 and 2 threads (bytes:
 #   two-pass and online 2 reads + 1 write, three-pass 3 reads + 1 write),
-#   two-pass against three-pass, and on [64, 32768] with the cost model's
-#   pick;
+#   two-pass against three-pass (bandwidth: a triad run right after
+#   them), and on [64, 32768] with the cost model's pick;
 # - resnet50, bert_tiny and squeezenet against ONNX Runtime on 1 and 2
 #   threads (`saturn bench --compare-ort`, outputs compared).
 #
@@ -148,9 +149,15 @@ for m in (1, 8):
     onnx.save(model, f"{sys.argv[1]}/flat{m}.onnx")
 PY
 for m in 1 8; do
+    # The memory bandwidth of this host drifts from minute to minute: the
+    # triad is measured again just before and after, and the GEMM compared
+    # with their mean as well as with the triad at the start.
+    before=$("$work/triad" 2)
     r=$(bench "$work/flat$m.onnx" --threads 2 --runs 20 --compare-ort)
+    after=$("$work/triad" 2)
+    near=$(calc "($before + $after) / 2")
     gbs=$(calc "4096 * 4096 * 4 / ($(field "$r" median_ms) * 1e-3) / 1e9")
-    echo "matmul [$m,4096]x[4096,4096] (constant weights), 2 threads: $(field "$r" median_ms) ms, $gbs GB/s = $(calc "$gbs / $bw2 * 100" 1)% of the triad; onnxruntime $(field "$r" ort_median_ms) ms"
+    echo "matmul [$m,4096]x[4096,4096] (constant weights), 2 threads: $(field "$r" median_ms) ms, $gbs GB/s = $(calc "$gbs / $near * 100" 1)% of the triad around it ($before, $after GB/s), $(calc "$gbs / $bw2 * 100" 1)% of the first; onnxruntime $(field "$r" ort_median_ms) ms"
 done
 
 # ---- softmax ---------------------------------------------------------------
@@ -167,7 +174,8 @@ for shape in "4,8388608" "64,32768"; do
             r=$(bench "$f" --no-opt --threads "$t" --runs "$runs")
             ms[$alg]=$(field "$r" median_ms)
         done
-        bw=$([ "$t" = 1 ] && echo "$bw1" || echo "$bw2")
+        # The triad on this thread count, measured again next to these runs.
+        bw=$("$work/triad" "$t")
         line="softmax [$shape], $t thread(s):"
         for alg in three_pass two_pass online; do
             passes=$([ "$alg" = three_pass ] && echo 4 || echo 3)
