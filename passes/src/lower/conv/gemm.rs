@@ -1281,16 +1281,13 @@ impl Task<'_> {
         // of the block's positions.
         let s = self.s;
         let view = [s.n, s.m, s.out_plane];
-        let zero = Expr::constant(0.0, vty);
         for c in 0..nv {
+            // Rows past the block repeat its last one (their lanes are
+            // never stored). Zeros would make some shuffles zero
+            // extensions, which LLVM 22 fails to select on AVX-512 in
+            // some contexts ("Cannot select: zero_extend_vector_inreg").
             let rows: Vec<Expr> = (0..TRANSPOSE_ROWS)
-                .map(|r| {
-                    if r < mr {
-                        Expr::Var(acc[r * nv + c])
-                    } else {
-                        zero.clone()
-                    }
-                })
+                .map(|r| Expr::Var(acc[r.min(mr - 1) * nv + c]))
                 .collect();
             let cols = transpose_rows(cx, rows, l as usize);
             let per = l as usize / TRANSPOSE_ROWS;
@@ -1326,7 +1323,8 @@ impl Task<'_> {
 }
 
 /// Rows of the register transpose of channels-in-lanes blocks: the
-/// positions of a block (at most this many), padded with zeros.
+/// positions of a block (at most this many), padded by repeating its last
+/// row.
 const TRANSPOSE_ROWS: usize = 8;
 
 /// Transposes `TRANSPOSE_ROWS` rows of `l` lanes (a multiple of the row
