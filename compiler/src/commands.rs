@@ -369,11 +369,17 @@ fn print_profile(
     runs: usize,
 ) -> Result<()> {
     let mut per_step: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut totals = Vec::new();
     for _ in 0..runs.max(1) {
+        let t0 = Instant::now();
         let Some(steps) = exe.profile(inputs.to_vec())? else {
             eprintln!("profile: this backend does not time its steps");
             return Ok(());
         };
+        totals.push((
+            t0.elapsed().as_secs_f64(),
+            steps.iter().map(|s| s.1).sum::<f64>(),
+        ));
         if per_step.is_empty() {
             per_step = steps.iter().map(|(n, _)| (n.clone(), Vec::new())).collect();
         }
@@ -401,11 +407,17 @@ fn print_profile(
         }
     }
     by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
     eprintln!(
-        "profile: {} steps, {:.3} ms in steps (median per step over {} runs)",
+        "profile: {} steps, {:.3} ms in steps (median per step over {} runs); per run, median {:.3} ms in steps, {:.3} ms in all",
         by_name.iter().map(|r| r.2).sum::<usize>(),
         total * 1e3,
-        runs.max(1)
+        runs.max(1),
+        median(totals.iter().map(|t| t.1).collect()) * 1e3,
+        median(totals.iter().map(|t| t.0).collect()) * 1e3,
     );
     let shown = std::env::var("SATURN_PROFILE_ROWS")
         .ok()
