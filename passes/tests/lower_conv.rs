@@ -1318,3 +1318,89 @@ fn small_planes_run_in_row_blocks_on_the_padded_input() {
         );
     }
 }
+
+/// With AVX2's 16 vector registers, row blocks whose taps overlap (a
+/// 3×3 at stride 1 or 2: tap `kw + 1` of one position is tap `kw` of the
+/// next) are at most 5 positions wide, so that the 2 × rows sums, the 2
+/// weight vectors and the shared broadcasts stay in registers (6 × 2
+/// spilled in the innermost loop and ran at half speed); a row of 7 is cut
+/// 4 + 3, one of 14 5 + 5 + 4, one of 12 4 + 4 + 4. Taps that do not
+/// overlap (1×1 at stride 2) keep the full 6-row block (12 = 6 + 6), and
+/// AVX-512 the 8-row one. All agree with the interpreter.
+#[test]
+fn row_blocks_fit_the_register_file() {
+    let mut rng = Rng(47);
+    for (xs, ws, strides, pads, avx2_rows, avx512_rows) in [
+        (
+            vec![1, 16, 14, 14],
+            vec![32, 16, 3, 3],
+            vec![],
+            vec![1, 1, 1, 1],
+            5,
+            8,
+        ),
+        (
+            vec![1, 16, 7, 7],
+            vec![32, 16, 3, 3],
+            vec![],
+            vec![1, 1, 1, 1],
+            4,
+            8,
+        ),
+        (
+            vec![1, 16, 28, 28],
+            vec![32, 16, 3, 3],
+            vec![],
+            vec![1, 1, 1, 1],
+            4,
+            8,
+        ),
+        (
+            vec![1, 16, 14, 14],
+            vec![32, 16, 3, 3],
+            vec![2, 2],
+            vec![1, 1, 1, 1],
+            4,
+            8,
+        ),
+        (
+            vec![1, 64, 24, 24],
+            vec![32, 64, 1, 1],
+            vec![2, 2],
+            vec![0, 0, 0, 0],
+            6,
+            8,
+        ),
+        (
+            vec![1, 16, 12, 12],
+            vec![32, 16, 3, 3],
+            vec![],
+            vec![1, 1, 1, 1],
+            4,
+            8,
+        ),
+    ] {
+        let op = conv_op(1, &strides, &[], &pads);
+        let (g, inputs) = conv_residual_relu(&mut rng, op, &xs, &ws, true);
+        for (target, rows) in [("x86-64-avx2", avx2_rows), ("x86-64-avx512", avx512_rows)] {
+            let l = common::check_for(
+                &g,
+                inputs.clone(),
+                &LowerOptions::default(),
+                1e-4,
+                1e-5,
+                target,
+            );
+            let k = only_kernel(&l);
+            assert_eq!(
+                k.schedule.get("lanes_along"),
+                Some(&AttrValue::Str("channels".into())),
+                "{target} {xs:?} {ws:?}"
+            );
+            let Some(AttrValue::Ints(tile)) = k.schedule.get("tile") else {
+                panic!("{target} {xs:?} {ws:?}: no tile in {:?}", k.schedule);
+            };
+            assert_eq!(tile[0], rows, "{target} {xs:?} {ws:?} {strides:?}");
+        }
+    }
+}

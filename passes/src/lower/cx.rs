@@ -23,6 +23,9 @@ pub struct RegBlock {
     pub mr: usize,
     pub nv: usize,
     pub lanes: usize,
+    /// Vector registers a kernel may assume: 32 with 512-bit vectors, 16
+    /// otherwise (AVX2, SSE; NEON's 32 are not counted on).
+    pub registers: usize,
 }
 
 impl RegBlock {
@@ -36,7 +39,13 @@ impl RegBlock {
             8 => 6,
             _ => 4,
         };
-        RegBlock { mr, nv: 2, lanes }
+        let registers = if lanes >= 16 { 32 } else { 16 };
+        RegBlock {
+            mr,
+            nv: 2,
+            lanes,
+            registers,
+        }
     }
 
     /// Columns of the block.

@@ -196,6 +196,24 @@ fn fill(n: usize, b: usize) -> f64 {
     n as f64 / (n.div_ceil(b) * b).max(1) as f64
 }
 
+/// Multiply-adds per step of `K` for a row of `ow` positions in blocks of
+/// `mr` (the last one the rest) with `nv` vectors of channels, counting a
+/// block as at least [`FMA_CHAINS`]: fewer independent sums than that
+/// wait on the multiply-add latency.
+fn row_cost(ow: usize, mr: usize, nv: usize) -> usize {
+    let rest = ow % mr;
+    ow / mr * mr * nv
+        + if rest > 0 {
+            (rest * nv).max(FMA_CHAINS)
+        } else {
+            0
+        }
+}
+
+/// Independent multiply-adds that keep the FMA units busy: their latency
+/// (4 cycles) times the units (2) on the x86 cores Saturn targets.
+const FMA_CHAINS: usize = 8;
+
 impl Plan {
     pub(super) fn new(cx: &NodeCx, s: &ConvShape, dt: DType) -> Plan {
         let lanes = cx.lanes(dt);
@@ -247,11 +265,26 @@ impl Plan {
         // Small planes waste most of a wide vector of positions: put the
         // channels in the lanes instead, and (over the whole plane) pick
         // the block of positions (6 to 8) that wastes least of it.
+        // Blocks of positions on a grid share broadcasts between the
+        // unrolled kernel columns when the taps overlap (tap `kw + 1` of
+        // position `p` is tap `kw` of `p + 1` at stride 1), and LLVM keeps
+        // the shared ones in registers: the accumulators, the weight
+        // vectors and the block's broadcasts must then all fit, or the
+        // innermost loop spills (AVX2's 16 registers: 6 × 2 spills and
+        // runs at half the speed of 5 × 2).
+        let overlapping = candidate.is_some_and(|g| g.kw > 1 && g.sw <= (g.kw - 1) * g.dw);
+        let widest = if overlapping {
+            (rb.registers + 1).saturating_sub(nv) / (nv + 1)
+        } else {
+            rb.mr
+        }
+        .clamp(1, TRANSPOSE_ROWS);
+        let narrowest = widest.saturating_sub(2).max(4).min(widest);
         let best_mr = |n: usize| {
-            (6..=rb.mr.clamp(6, TRANSPOSE_ROWS))
+            (narrowest..=widest)
                 .rev()
                 .max_by(|&a, &b| fill(n, a).total_cmp(&fill(n, b)))
-                .unwrap_or(rb.mr)
+                .unwrap_or(widest)
         };
         let channels = |n: usize, mr: usize, margin: f64| {
             (lanes as usize).is_multiple_of(TRANSPOSE_ROWS)
@@ -265,10 +298,16 @@ impl Plan {
         // too little work per block to pay for its transposed store
         // (squeezenet's 3×3×3 stem: 0.53 ms unfolded, 0.64 in place).
         let margin = if kd >= 64 { -0.05 } else { 0.05 };
-        // Within rows, the widest block: each row ends with a block of
-        // the rest, so wider blocks mean fewer blocks (each transposes a
-        // full 8-row block and loads its weights once per step of `K`).
-        let row_mr = candidate.map(|_| rb.mr.clamp(6, TRANSPOSE_ROWS));
+        // Within rows, the block that costs a row least (each row ends
+        // with a block of the rest); among equals the widest: fewer blocks
+        // (each transposes a full 8-row block and loads its weights once
+        // per step of `K`).
+        let row_mr = candidate.map(|c| {
+            (narrowest..=widest)
+                .rev()
+                .min_by_key(|&mr| row_cost(c.ow, mr, nv))
+                .unwrap_or(widest)
+        });
         let plane_mr = best_mr(l);
         let (along, mr, step) = match (candidate, row_mr) {
             // Blocks within rows end each row with a block of the rest: no
