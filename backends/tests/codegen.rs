@@ -906,7 +906,17 @@ fn masked_loads_read_zeros_past_the_mask() {
         let xs: Vec<T> = (0..lanes as usize)
             .map(|i| nonzero[i % nonzero.len()])
             .collect();
-        for m in [0, 1, lanes as i64 - 1, lanes as i64, lanes as i64 + 5] {
+        // Counts past the lanes or below zero clamp (one past 2³² too:
+        // masks compare in 32-bit lanes).
+        for m in [
+            0,
+            1,
+            lanes as i64 - 1,
+            lanes as i64,
+            lanes as i64 + 5,
+            -3,
+            (1 << 32) + 1,
+        ] {
             let ys = vec![nonzero[0]; lanes as usize];
             for r in run(&k, &[to_bytes(&xs), to_bytes(&ys)], &[m]) {
                 let got: Vec<T> = from_bytes(&r.bufs[1]);

@@ -82,12 +82,30 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
         })
     }
 
-    /// Lane `i` active iff `i < count` (`count` clamped by the compare).
+    /// Lane `i` active iff `i < count`. The count is clamped to
+    /// `0..=lanes` and compared in 32-bit lanes: one compare against one
+    /// constant where 64-bit lanes take two compares, four constants and
+    /// a pack on AVX2 (whose constants LLVM then kept in registers across
+    /// micro-kernels, spilling their sums).
     fn lane_mask(&self, count: IntValue<'ctx>, lanes: u16) -> R<VectorValue<'ctx>> {
-        let n = self.splat_value(count.into(), lanes)?;
-        Ok(self
+        let top = self.index(lanes as i64);
+        let below = self
             .b
-            .build_int_compare(IntPredicate::SLT, iota(self.c, lanes, 1), n, "")?)
+            .build_int_compare(IntPredicate::SLT, count, top, "")?;
+        let count = self.b.build_select(below, count, top, "")?.into_int_value();
+        let zero = self.index(0);
+        let neg = self
+            .b
+            .build_int_compare(IntPredicate::SLT, count, zero, "")?;
+        let count = self.b.build_select(neg, zero, count, "")?.into_int_value();
+        let i32t = self.c.i32_type();
+        let count = self.b.build_int_truncate(count, i32t, "")?;
+        let n = self.splat_value(count.into(), lanes)?;
+        let items: Vec<_> = (0..lanes as u64)
+            .map(|i| i32t.const_int(i, false))
+            .collect();
+        let iota = inkwell::types::VectorType::const_vector(&items);
+        Ok(self.b.build_int_compare(IntPredicate::SLT, iota, n, "")?)
     }
 
     /// Memory bytes to register values: bools are `x != 0`.
