@@ -264,7 +264,8 @@ impl Plan {
         let l = grid.map_or(s.out_plane, |g| g.lg);
         // Small planes waste most of a wide vector of positions: put the
         // channels in the lanes instead, and (over the whole plane) pick
-        // the block of positions (6 to 8) that wastes least of it.
+        // the block of positions (the widest that fits the registers, or
+        // up to two narrower, at least 4) that wastes least of it.
         // Blocks of positions on a grid share broadcasts between the
         // unrolled kernel columns when the taps overlap (tap `kw + 1` of
         // position `p` is tap `kw` of `p + 1` at stride 1), and LLVM keeps
@@ -286,12 +287,13 @@ impl Plan {
                 .max_by(|&a, &b| fill(n, a).total_cmp(&fill(n, b)))
                 .unwrap_or(widest)
         };
-        // Strided taps that do not overlap (resnet's 1×1 downsampling)
-        // give a channels block a new input line per step of `K` for only
-        // 2·mr multiply-adds: with AVX2's 6-row blocks that starves on L2
-        // (1.3-1.5× slower than positions in the lanes on an unfolded
-        // input); AVX-512's 8-row blocks keep up.
-        let lines_pay = pointwise || overlapping || rb.registers >= 32;
+        // Strided 2-D taps that do not overlap (resnet's 1×1
+        // downsampling) give a channels block reading its input in place
+        // a new input line per step of `K` for only 2·mr multiply-adds:
+        // with AVX2's 6-row blocks that starves on L2 (1.3-1.5× slower
+        // than positions in the lanes on an unfolded input); AVX-512's
+        // 8-row blocks keep up.
+        let lines_pay = pointwise || candidate.is_none() || overlapping || rb.registers >= 32;
         let channels = |n: usize, mr: usize, margin: f64| {
             lines_pay
                 && (lanes as usize).is_multiple_of(TRANSPOSE_ROWS)
