@@ -345,15 +345,12 @@ fn reuse_in_place(
             .count()
             == 1;
         let is_output = |v: &saturn_ir::graph::Value| g.outputs().contains(v);
-        let Some(base) = slot_of[input.index()] else {
+        let (Some(base), Some(shape)) = (slot_of[input.index()], g.ty(*out).shape.as_known())
+        else {
             continue;
         };
         let fits = g.ty(*out).dtype == g.ty(*input).dtype
-            && g.ty(*out)
-                .shape
-                .as_known()
-                .map(|s| s.iter().product::<usize>())
-                == Some(plan.slots[base].shape.iter().product());
+            && shape.iter().product::<usize>() == plan.slots[base].shape.iter().product();
         if !passed_once
             || !fits
             || is_output(out)
@@ -364,9 +361,6 @@ fn reuse_in_place(
         {
             continue;
         }
-        let Some(shape) = g.ty(*out).shape.as_known() else {
-            continue;
-        };
         plan.slots.push(Slot {
             name: g.value(*out).name.clone(),
             dtype: g.ty(*out).dtype,

@@ -1016,6 +1016,12 @@ fn qlinear_conv_cases() {
     }
 }
 
+/// Lowers `g` for the named target, checking it against the interpreter
+/// (the tolerances of the conv GEMMs).
+fn lower_for(g: &saturn_ir::graph::Graph, inputs: Vec<Tensor>, target: &str) -> Lowered {
+    common::check_for(g, inputs, &LowerOptions::default(), 1e-4, 1e-5, target)
+}
+
 /// `relu(conv(x, w, b) + r)` with random data, the weights and bias
 /// constants or inputs: the graph and its inputs.
 fn conv_residual_relu(
@@ -1115,14 +1121,7 @@ fn small_planes_put_channels_in_lanes() {
         let op = conv_op(group, &strides, &[], &pads);
         let (g, inputs) = conv_residual_relu(&mut rng, op, &xs, &ws, konst);
         check(&g, inputs.clone());
-        let l = common::check_for(
-            &g,
-            inputs,
-            &LowerOptions::default(),
-            1e-4,
-            1e-5,
-            "x86-64-avx512",
-        );
+        let l = lower_for(&g, inputs, "x86-64-avx512");
         let k = only_kernel(&l);
         assert_eq!(
             k.schedule.get("lanes_along"),
@@ -1296,14 +1295,7 @@ fn small_planes_run_in_row_blocks_on_the_padded_input() {
         let op = conv_op(group, &strides, &dil, &pads);
         let (g, inputs) = conv_residual_relu(&mut rng, op, &xs, &ws, konst);
         check(&g, inputs.clone());
-        let l = common::check_for(
-            &g,
-            inputs,
-            &LowerOptions::default(),
-            1e-4,
-            1e-5,
-            "x86-64-avx512",
-        );
+        let l = lower_for(&g, inputs, "x86-64-avx512");
         let k = only_kernel(&l);
         let want = if pads.iter().all(|&p| p == 0) {
             "rows_in_place"
@@ -1386,14 +1378,7 @@ fn row_blocks_fit_the_register_file() {
             ("x86-64-avx2", avx2_rows),
             ("x86-64-avx512", Some(avx512_rows)),
         ] {
-            let l = common::check_for(
-                &g,
-                inputs.clone(),
-                &LowerOptions::default(),
-                1e-4,
-                1e-5,
-                target,
-            );
+            let l = lower_for(&g, inputs.clone(), target);
             let k = only_kernel(&l);
             let along = if rows.is_some() {
                 "channels"

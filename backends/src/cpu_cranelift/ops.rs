@@ -94,16 +94,7 @@ impl FnLower<'_> {
                 // Lane by lane: 128-bit vectors hold few lanes, and kernels
                 // shuffle where the vectors are wide (the LLVM backend).
                 let (la, lb) = (self.lanes(&a), self.lanes(&b));
-                let picks = idx
-                    .iter()
-                    .map(|&i| {
-                        if i < n {
-                            la[i as usize]
-                        } else {
-                            lb[(i - n) as usize]
-                        }
-                    })
-                    .collect();
+                let picks = saturn_ir::kernel::shuffle_lanes(&la, &lb, idx);
                 Ok(self.assemble(ty, picks, shape_of(ty)))
             }
             Expr::Reduce(op, a) => {

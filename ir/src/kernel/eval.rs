@@ -477,30 +477,10 @@ impl Eval<'_, '_> {
                 }
                 let ty = a.ty.with_lanes(idx.len() as u16);
                 match (a.lanes, b.lanes) {
-                    (Lanes::F(x), Lanes::F(y)) => Val::floats(
-                        ty,
-                        idx.iter()
-                            .map(|&i| {
-                                if (i as usize) < n {
-                                    x[i as usize]
-                                } else {
-                                    y[i as usize - n]
-                                }
-                            })
-                            .collect(),
-                    ),
-                    (Lanes::I(x), Lanes::I(y)) => Val::ints(
-                        ty,
-                        idx.iter()
-                            .map(|&i| {
-                                if (i as usize) < n {
-                                    x[i as usize]
-                                } else {
-                                    y[i as usize - n]
-                                }
-                            })
-                            .collect(),
-                    ),
+                    (Lanes::F(x), Lanes::F(y)) => {
+                        Val::floats(ty, super::shuffle_lanes(&x, &y, idx))
+                    }
+                    (Lanes::I(x), Lanes::I(y)) => Val::ints(ty, super::shuffle_lanes(&x, &y, idx)),
                     _ => return self.fail("shuffle of a float and an integer vector"),
                 }
             }

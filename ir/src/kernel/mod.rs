@@ -466,6 +466,18 @@ impl Kernel {
     }
 }
 
+/// The lanes `idx` of `a` and `b` taken as one vector of twice the lanes
+/// (the meaning of [`Expr::Shuffle`]); every index below `2·a.len()`.
+pub fn shuffle_lanes<T: Copy>(a: &[T], b: &[T], idx: &[u16]) -> Vec<T> {
+    let n = a.len();
+    idx.iter()
+        .map(|&i| {
+            let i = i as usize;
+            if i < n { a[i] } else { b[i - n] }
+        })
+        .collect()
+}
+
 /// Walks every expression of a statement list, outermost first.
 pub fn visit_exprs<'a>(stmts: &'a [Stmt], f: &mut impl FnMut(&'a Expr)) {
     fn expr<'a>(e: &'a Expr, f: &mut impl FnMut(&'a Expr)) {
