@@ -942,6 +942,73 @@ fn masked_loads_read_zeros_past_the_mask() {
     check::<i16>(8);
 }
 
+/// Masks with a constant count: plain loads and stores of power-of-two
+/// groups of lanes where the target has no mask registers (7 lanes: 4 +
+/// 2 + 1), one masked access where it does; either way exactly the first
+/// `count` elements are read and written (clamped to `0..=lanes`), from
+/// an unaligned start, and the lanes past them read as zero.
+#[test]
+fn constant_masks_touch_exactly_their_lanes() {
+    fn check<T: El>(lanes: u16) {
+        let l = lanes as i64;
+        for count in [0, 1, 2, 3, l - 1, l, l + 3, -2] {
+            let mut b = KernelBuilder::new("constant_mask");
+            let x = b.input("x", T::D, l + 2);
+            let y = b.output("y", T::D, l + 2);
+            let whole = b.output("whole", T::D, l);
+            let v = Expr::load_vec(x, Expr::idx(1), lanes, 1, Some(Expr::idx(count)));
+            let v = b.let_("v", v);
+            b.store_vec(y, Expr::idx(1), v.clone(), 1, Some(Expr::idx(count)));
+            b.store_vec(whole, Expr::idx(0), v, 1, None);
+            let k = b.finish();
+            let s = T::samples();
+            let zero = T::read(&vec![0u8; size_of(T::D)]);
+            let nonzero: Vec<T> = s
+                .iter()
+                .copied()
+                .filter(|v| v.bytes() != zero.bytes())
+                .collect();
+            let xs: Vec<T> = (0..l as usize + 2)
+                .map(|i| nonzero[(i + 1) % nonzero.len()])
+                .collect();
+            let sentinel = nonzero[0];
+            let ys = vec![sentinel; l as usize + 2];
+            let wholes = vec![sentinel; l as usize];
+            let n = count.clamp(0, l) as usize;
+            for r in run(&k, &[to_bytes(&xs), to_bytes(&ys), to_bytes(&wholes)], &[]) {
+                let what = format!("{} {} x{lanes} count {count}", r.cpu, T::D);
+                let got: Vec<T> = from_bytes(&r.bufs[1]);
+                for (i, g) in got.iter().enumerate() {
+                    let want = if (1..=n).contains(&i) {
+                        xs[i]
+                    } else {
+                        sentinel
+                    };
+                    assert!(
+                        same(T::D, &g.bytes(), &want.bytes()),
+                        "{what} stored element {i}: {g:?} vs {want:?}"
+                    );
+                }
+                let got: Vec<T> = from_bytes(&r.bufs[2]);
+                for (i, g) in got.iter().enumerate() {
+                    let want = if i < n { xs[i + 1] } else { zero };
+                    assert!(
+                        same(T::D, &g.bytes(), &want.bytes()),
+                        "{what} loaded lane {i}: {g:?} vs {want:?}"
+                    );
+                }
+            }
+        }
+    }
+    check::<f32>(8);
+    check::<f32>(16);
+    check::<f64>(3);
+    check::<u8>(16);
+    check::<bool>(16);
+    check::<i16>(8);
+    check::<i64>(1);
+}
+
 /// A transpose two ways: strided vector loads (stride = cols), and
 /// strided vector stores (stride = rows), both with masked tails.
 fn check_transpose<T: El>(lanes: u16) {

@@ -1193,8 +1193,8 @@ fn stride_one_convolutions_run_on_a_padded_grid() {
 /// divide a row): resnet's 14×14 and 7×7 shapes, rows of 10 (blocks of 6
 /// and 4), dilated, asymmetric pads, grouped, two images, strided (a 3×3
 /// and a 7×7 stem on 3 channels), constant or computed weights, with bias
-/// and a fused residual + ReLU. Without padding (resnet's strided 1×1
-/// downsampling), the blocks read the input itself.
+/// and a fused residual + ReLU. Without padding, the blocks read the
+/// input itself.
 #[test]
 fn small_planes_run_in_row_blocks_on_the_padded_input() {
     let mut rng = Rng(43);
@@ -1263,15 +1263,6 @@ fn small_planes_run_in_row_blocks_on_the_padded_input() {
             false,
         ),
         (
-            vec![2, 64, 14, 14],
-            vec![64, 64, 1, 1],
-            1,
-            vec![2, 2],
-            vec![],
-            vec![0, 0, 0, 0],
-            true,
-        ),
-        (
             vec![1, 64, 15, 16],
             vec![32, 64, 3, 2],
             1,
@@ -1316,9 +1307,10 @@ fn small_planes_run_in_row_blocks_on_the_padded_input() {
 /// next) are at most 5 positions wide, so that the 2 × rows sums, the 2
 /// weight vectors and the shared broadcasts stay in registers (6 × 2
 /// spilled in the innermost loop and ran at half speed); a row of 7 is cut
-/// 4 + 3, one of 14 5 + 5 + 4, one of 12 4 + 4 + 4. Taps that do not
-/// overlap (1×1 at stride 2) put the positions in the lanes there, and
-/// keep AVX-512's 8-row channel blocks. All agree with the interpreter.
+/// 4 + 3, one of 14 5 + 5 + 4, one of 12 4 + 4 + 4. A 1×1 at stride 2
+/// (taps that do not overlap) is packed position by position, in blocks
+/// that fill its plane (6 of 144 positions on AVX-512; AVX2 fills its
+/// 16-wide vectors of positions). All agree with the interpreter.
 #[test]
 fn row_blocks_fit_the_register_file() {
     let mut rng = Rng(47);
@@ -1369,7 +1361,7 @@ fn row_blocks_fit_the_register_file() {
             vec![2, 2],
             vec![0, 0, 0, 0],
             None,
-            8,
+            6,
         ),
     ] {
         let op = conv_op(1, &strides, &[], &pads);
@@ -1396,6 +1388,113 @@ fn row_blocks_fit_the_register_file() {
             if let Some(rows) = rows {
                 assert_eq!(tile[0], rows, "{target} {xs:?} {ws:?} {strides:?}");
             }
+        }
+    }
+}
+
+/// Strided 1×1 convolutions (resnet's downsampling) with the channels in
+/// the lanes pack their blocks of positions from every `stride`-th input
+/// position: 2-D with two images, a partial last block of positions and
+/// of channels, 1-D and 3-D; a long `K` (1040 input channels) also runs
+/// in blocks of `K`. All agree with the interpreter.
+#[test]
+fn strided_pointwise_convolutions_pack_positions() {
+    let mut rng = Rng(53);
+    for (xs, ws, strides, k_blocks) in [
+        (vec![2, 64, 14, 14], vec![64, 64, 1, 1], vec![2, 2], false),
+        (vec![1, 48, 13, 13], vec![112, 48, 1, 1], vec![2, 2], false),
+        (vec![1, 32, 15], vec![32, 32, 1], vec![3], false),
+        (
+            vec![1, 16, 5, 6, 7],
+            vec![64, 16, 1, 1, 1],
+            vec![2, 2, 3],
+            false,
+        ),
+        (vec![1, 1040, 7, 7], vec![32, 1040, 1, 1], vec![2, 2], true),
+    ] {
+        let op = conv_op(1, &strides, &[], &[]);
+        let (g, inputs) = conv_residual_relu(&mut rng, op, &xs, &ws, true);
+        check(&g, inputs.clone());
+        let l = lower_for(&g, inputs, "x86-64-avx512");
+        let k = only_kernel(&l);
+        assert_eq!(strategy(k), "gemm_1x1_strided", "{xs:?} {ws:?}");
+        assert_eq!(
+            k.schedule.get("lanes_along"),
+            Some(&AttrValue::Str("channels".into())),
+            "{xs:?} {ws:?}"
+        );
+        assert_eq!(
+            k.schedule.contains_key("k_block"),
+            k_blocks,
+            "{xs:?} {ws:?}"
+        );
+    }
+}
+
+/// With the channels in the lanes, a block of channels whose packed
+/// weights (`K` × the block) would not fit half of L1 walks `K` in blocks
+/// (whole input channels on a grid), its sums kept in scratch between
+/// them: 3×3 in rows on the padded input (50 channels: 25 + 25 on AVX2,
+/// 17 + 17 + 16 on AVX-512 with 32-lane blocks), unpadded in place,
+/// strided, 1×1 packed in blocks of positions (700 channels: 234 + 234 +
+/// 232 on AVX2), and two images with a partial last block of channels.
+/// All agree with the interpreter.
+#[test]
+fn long_k_runs_in_blocks_that_fit_l1() {
+    let mut rng = Rng(59);
+    for (xs, ws, strides, pads, kc) in [
+        (
+            vec![1, 50, 7, 7],
+            vec![32, 50, 3, 3],
+            vec![],
+            vec![1, 1, 1, 1],
+            [225, 153],
+        ),
+        (
+            vec![1, 50, 9, 9],
+            vec![32, 50, 3, 3],
+            vec![],
+            vec![0, 0, 0, 0],
+            [225, 153],
+        ),
+        (
+            vec![1, 50, 14, 14],
+            vec![32, 50, 3, 3],
+            vec![2, 2],
+            vec![1, 1, 1, 1],
+            [225, 153],
+        ),
+        (
+            vec![1, 700, 5, 5],
+            vec![64, 700, 1, 1],
+            vec![],
+            vec![],
+            [234, 175],
+        ),
+        (
+            vec![2, 300, 6, 6],
+            vec![48, 300, 1, 1],
+            vec![],
+            vec![],
+            [150, 150],
+        ),
+    ] {
+        let op = conv_op(1, &strides, &[], &pads);
+        let (g, inputs) = conv_residual_relu(&mut rng, op, &xs, &ws, false);
+        check(&g, inputs.clone());
+        for (target, kc) in [("x86-64-avx2", kc[0]), ("x86-64-avx512", kc[1])] {
+            let l = lower_for(&g, inputs.clone(), target);
+            let k = only_kernel(&l);
+            assert_eq!(
+                k.schedule.get("lanes_along"),
+                Some(&AttrValue::Str("channels".into())),
+                "{target} {xs:?} {ws:?}"
+            );
+            assert_eq!(
+                k.schedule.get("k_block"),
+                Some(&AttrValue::Int(kc)),
+                "{target} {xs:?} {ws:?}"
+            );
         }
     }
 }

@@ -170,6 +170,17 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 let addr = self.element(et, base, idx)?;
                 self.load_scalar(mt, addr, align)?
             }
+            Some(n) if (stride == 1 || lanes == 1) && self.plain_pieces(n, lanes).is_some() => {
+                let pieces = self.plain_pieces(n, lanes).unwrap_or_default();
+                let mut v = mt.into_vector_type().const_zero();
+                for (at, width) in pieces {
+                    let from = self.b.build_int_add(idx, self.index(at as i64), "")?;
+                    let addr = self.element(et, base, from)?;
+                    let piece = self.load_scalar(with_lanes(et, width), addr, align)?;
+                    v = self.put_lanes(v, piece, at)?;
+                }
+                self.scalar_if_one(v.into(), lanes)?
+            }
             Some(n) if stride == 1 || lanes == 1 => {
                 let addr = self.element(et, base, idx)?;
                 let f = self.intrinsic("llvm.masked.load", &[mt, ptr_t])?;
@@ -304,6 +315,15 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 let addr = self.element(et, base, idx)?;
                 self.store_scalar(addr, raw, align)?;
             }
+            Some(n) if (lanes == 1 || stride == 1) && self.plain_pieces(n, lanes).is_some() => {
+                let raw = self.vector_if_one(raw)?.into_vector_value();
+                for (at, width) in self.plain_pieces(n, lanes).unwrap_or_default() {
+                    let to = self.b.build_int_add(idx, self.index(at as i64), "")?;
+                    let addr = self.element(et, base, to)?;
+                    let piece = self.lanes_of(raw, at, width)?;
+                    self.store_scalar(addr, piece, align)?;
+                }
+            }
             Some(n) if lanes == 1 || stride == 1 => {
                 let addr = self.element(et, base, idx)?;
                 let raw = self.vector_if_one(raw)?;
@@ -360,6 +380,113 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
     ) -> R<BasicValueEnum<'ctx>> {
         self.masked_call(f, args, 0, align)?
             .ok_or_else(|| self.invalid("a masked load without a value"))
+    }
+
+    /// A mask whose count is a constant, as contiguous groups of lanes
+    /// `(first, width)` of power-of-two widths, widest first, each one
+    /// plain load or store; `None` where one masked access is cheaper.
+    /// One group always beats a masked access; several beat it where the
+    /// target has no mask registers (an AVX2 masked store is a microcoded
+    /// loop on some cores, NEON has none at all).
+    fn plain_pieces(&self, count: IntValue<'ctx>, lanes: u16) -> Option<Vec<(u16, u16)>> {
+        let n = count.get_sign_extended_constant()?.clamp(0, lanes as i64) as u16;
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        let mut width = lanes.next_power_of_two();
+        while width > 0 {
+            if n - at >= width {
+                pieces.push((at, width));
+                at += width;
+            }
+            width /= 2;
+        }
+        (pieces.len() <= 1 || !self.cx.machine.has_mask_registers()).then_some(pieces)
+    }
+
+    /// Lanes `at..at + width` of `v`: a vector, or a scalar for one lane.
+    pub(super) fn lanes_of(
+        &self,
+        v: VectorValue<'ctx>,
+        at: u16,
+        width: u16,
+    ) -> R<BasicValueEnum<'ctx>> {
+        let i32t = self.c.i32_type();
+        if width == 1 {
+            return Ok(self
+                .b
+                .build_extract_element(v, i32t.const_int(at as u64, false), "")?);
+        }
+        if width as u32 == v.get_type().get_size() {
+            return Ok(v.into());
+        }
+        let pick: Vec<_> = (at..at + width)
+            .map(|i| i32t.const_int(i as u64, false))
+            .collect();
+        let pick = inkwell::types::VectorType::const_vector(&pick);
+        Ok(self
+            .b
+            .build_shuffle_vector(v, v.get_type().get_poison(), pick, "")?
+            .into())
+    }
+
+    /// `v` with lanes `at..` replaced by `piece` (a vector, or a scalar for
+    /// one lane).
+    fn put_lanes(
+        &self,
+        v: VectorValue<'ctx>,
+        piece: BasicValueEnum<'ctx>,
+        at: u16,
+    ) -> R<VectorValue<'ctx>> {
+        let i32t = self.c.i32_type();
+        let lanes = v.get_type().get_size();
+        if !piece.is_vector_value() {
+            return Ok(self.b.build_insert_element(
+                v,
+                piece,
+                i32t.const_int(at as u64, false),
+                "",
+            )?);
+        }
+        let piece = piece.into_vector_value();
+        let width = piece.get_type().get_size();
+        if width == lanes {
+            return Ok(piece);
+        }
+        // The piece widened to `lanes` (lanes past it unused), then lanes
+        // `at..at + width` taken from it.
+        let undef = i32t.get_undef();
+        let widen: Vec<_> = (0..lanes)
+            .map(|i| {
+                if i < width {
+                    i32t.const_int(i as u64, false)
+                } else {
+                    undef
+                }
+            })
+            .collect();
+        let wide = self.b.build_shuffle_vector(
+            piece,
+            piece.get_type().get_poison(),
+            inkwell::types::VectorType::const_vector(&widen),
+            "",
+        )?;
+        let at = at as u32;
+        let pick: Vec<_> = (0..lanes)
+            .map(|i| {
+                let from = if (at..at + width).contains(&i) {
+                    lanes + i - at
+                } else {
+                    i
+                };
+                i32t.const_int(from as u64, false)
+            })
+            .collect();
+        Ok(self.b.build_shuffle_vector(
+            v,
+            wide,
+            inkwell::types::VectorType::const_vector(&pick),
+            "",
+        )?)
     }
 
     /// Every lane active.

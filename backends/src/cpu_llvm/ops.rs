@@ -574,14 +574,7 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
         if n == 1 {
             return self.extract(a, from);
         }
-        let vec = a.v.into_vector_value();
-        let mask: Vec<_> = (from..from + n)
-            .map(|i| self.c.i32_type().const_int(i as u64, false))
-            .collect();
-        let mask = inkwell::types::VectorType::const_vector(&mask);
-        let v = self
-            .b
-            .build_shuffle_vector(vec, vec.get_type().get_poison(), mask, "")?;
+        let v = self.lanes_of(a.v.into_vector_value(), from, n)?;
         Ok(Val::new(a.ty.with_lanes(n), v))
     }
 

@@ -154,6 +154,12 @@ impl Machine {
         128
     }
 
+    /// Whether masked loads and stores are single instructions with
+    /// mask registers (AVX-512), not microcoded or emulated.
+    pub fn has_mask_registers(&self) -> bool {
+        self.is_x86_64() && self.has("avx512f")
+    }
+
     /// Whether AVX-512's `vscalef` (x · 2^floor(n)) exists.
     pub fn has_scalef(&self) -> bool {
         self.is_x86_64() && self.has("avx512f")

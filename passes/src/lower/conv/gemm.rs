@@ -106,6 +106,11 @@ pub(super) struct Plan {
     nb: usize,
     /// Rows of `B` (`C/g · taps`).
     kd: usize,
+    /// Steps of `K` per block of `K` (a multiple of the taps on a grid),
+    /// and the blocks: the sums of a block of positions wait in scratch
+    /// between them.
+    kc: usize,
+    kblocks: usize,
     /// Columns of a tile.
     tile: usize,
     tiles: usize,
@@ -116,6 +121,9 @@ pub(super) struct Plan {
     workers: usize,
     /// Whether the convolution is 1×1 with stride 1 and no padding.
     pointwise: bool,
+    /// Whether it is 1×1 with strides, unpadded, its blocks of positions
+    /// packed like a pointwise one's (channels in the lanes).
+    subsampled: bool,
     /// Whether `B` is read from the input as it is (else packed).
     direct_b: bool,
     /// Blocks of the broadcast side (channels; for [`Along::Channels`],
@@ -226,6 +234,14 @@ impl Plan {
             || s.axes
                 .iter()
                 .all(|a| a.kernel == 1 && a.stride == 1 && a.pad_begin == 0 && a.output == a.input);
+        // A strided 1×1 convolution (resnet's downsampling) is a pointwise
+        // one of every `stride`-th input position: with the channels in
+        // the lanes its blocks of positions are packed like a pointwise
+        // one's, position by position.
+        let subsampled = !pointwise
+            && s.axes
+                .iter()
+                .all(|a| a.kernel == 1 && a.pad_begin == 0 && (a.output - 1) * a.stride < a.input);
         // Stride-1 2-D convolutions whose padded rows are not much wider
         // than their output rows run on a grid (no unfolding); with the
         // channels in the lanes, any 2-D convolution may read its padded
@@ -233,6 +249,7 @@ impl Plan {
         let candidate = match s.axes.as_slice() {
             [h, w]
                 if !pointwise
+                    && !subsampled
                     && h.pad_begin >= 0
                     && w.pad_begin >= 0
                     && w.output > 0
@@ -398,6 +415,29 @@ impl Plan {
             g.plane = g.rows * g.wp;
             g
         });
+        // With the channels in the lanes a block of channels walks its
+        // packed weights (`K × nb`) once per block of positions: past half
+        // of L1 they come from L2 every time (resnet's 3×3 convolutions
+        // over 256 channels: 2304 × 16 floats, 144 KiB per block). `K` is
+        // then cut into blocks whose weights stay in L1, whole channels
+        // on a grid.
+        let l1 = cx
+            .target
+            .caches
+            .iter()
+            .find(|c| c.level == 1)
+            .map_or(32 << 10, |c| c.bytes as usize);
+        let (kc, kblocks) = match along {
+            Along::Channels if kd > 0 => {
+                let unit = grid.map_or(1, |g| g.kh * g.kw);
+                let units = kd / unit;
+                let fit = (l1 / 2 / (nb * esize) / unit).max(1);
+                let blocks = units.div_ceil(fit);
+                let per = units.div_ceil(blocks);
+                (per * unit, units.div_ceil(per))
+            }
+            _ => (kd, 1),
+        };
         let mc = s.mg / chunks;
         let tasks = base * chunks;
         let workers = tasks.min(want).max(1);
@@ -415,6 +455,8 @@ impl Plan {
             nv,
             nb,
             kd,
+            kc,
+            kblocks,
             tile,
             tiles,
             mc,
@@ -422,6 +464,7 @@ impl Plan {
             tasks,
             workers,
             pointwise,
+            subsampled: subsampled && along == Along::Channels,
             direct_b,
             nblk: s.mg.div_ceil(cblock),
         }
@@ -429,7 +472,17 @@ impl Plan {
 
     /// Elements of scratch the plan needs.
     pub(super) fn scratch(&self) -> usize {
-        self.panel_len() + self.grid_len
+        self.panel_len() + self.grid_len + self.sums_len()
+    }
+
+    /// Elements of the sums kept between blocks of `K`: a tile (and a
+    /// block past it) of positions × a block of channels, per worker.
+    fn sums_len(&self) -> usize {
+        if self.kblocks > 1 {
+            self.workers * (self.tile + self.mr) * self.nb
+        } else {
+            0
+        }
     }
 
     /// Positions per micro-kernel block.
@@ -487,6 +540,19 @@ struct Task<'a> {
     /// On a grid: its geometry and the output grid buffer (none when
     /// blocks stay within output rows).
     grid: Option<(Grid, Option<BufId>)>,
+    /// With blocks of `K`: the sums scratch and this worker's part of it
+    /// (`[position][channel]` for the tile's positions).
+    sums: Option<(BufId, Expr)>,
+}
+
+/// A block of output channels of a task with the channels in the lanes:
+/// absolute channel `m`, `channels` of them, their packed weights at
+/// `wblk`, and the block of `K` being walked (`kb`) when there are several.
+struct ChannelBlock {
+    m: Expr,
+    wblk: Expr,
+    channels: usize,
+    kb: Option<Expr>,
 }
 
 pub(super) fn lower(
@@ -507,6 +573,8 @@ pub(super) fn lower(
         AttrValue::Str(
             if p.pointwise {
                 "gemm_1x1"
+            } else if p.subsampled {
+                "gemm_1x1_strided"
             } else if p.grid.is_some_and(|g| g.in_place) {
                 "rows_in_place"
             } else if p.grid.is_some_and(|g| g.rowwise) {
@@ -533,11 +601,15 @@ pub(super) fn lower(
     cx.schedule("tile", AttrValue::Ints(vec![p.mr as i64, p.nb as i64]));
     cx.schedule("tile_cols", AttrValue::Int(p.tile as i64));
     cx.schedule("m_chunk", AttrValue::Int(p.mc as i64));
+    if p.kblocks > 1 {
+        cx.schedule("k_block", AttrValue::Int(p.kc as i64));
+    }
     cx.schedule("workers", AttrValue::Int(p.workers as i64));
     if p.workers > 1 {
         cx.schedule("parallel", AttrValue::Str("tasks".into()));
     }
     let panel = (!p.direct_b).then(|| cx.scratch("cols", dt, p.panel_len()));
+    let sums = (p.kblocks > 1).then(|| cx.scratch("sums", dt, p.sums_len()));
     let kind = if p.workers > 1 {
         LoopKind::Parallel
     } else {
@@ -601,9 +673,13 @@ pub(super) fn lower(
                 blocks: false,
             }
         }
-        (None, Some(buf)) if p.pointwise => {
+        (None, Some(buf)) if p.pointwise || p.subsampled => {
             let dbase = cx.b.let_("pbase", wk.clone() * (p.kd * p.tile) as i64);
-            pack_blocks(&mut cx.b, s, p, x, buf, &(xbase + l0.clone()), &dbase, &tl);
+            if p.subsampled {
+                pack_subsampled(&mut cx.b, s, p, x, buf, &xbase, &l0, &dbase, &tl);
+            } else {
+                pack_blocks(&mut cx.b, s, p, x, buf, &(xbase + l0.clone()), &dbase, &tl);
+            }
             BOperand {
                 buf,
                 off: dbase,
@@ -649,6 +725,7 @@ pub(super) fn lower(
         l0,
         tl,
         grid: grid.map(|(g, _, y)| (g, y)),
+        sums: sums.map(|b| (b, wk.clone() * ((p.tile + p.mr) * p.nb) as i64)),
     };
     match p.along {
         Along::Positions => task.run(cx)?,
@@ -999,6 +1076,50 @@ fn pack_blocks(
     b.end_for();
 }
 
+/// [`pack_blocks`] for a strided 1×1 convolution: each position of a
+/// block copied from its own input position (`stride` apart along each
+/// axis), positions past the tile repeating its last one.
+#[allow(clippy::too_many_arguments)]
+fn pack_subsampled(
+    b: &mut KernelBuilder,
+    s: &ConvShape,
+    p: &Plan,
+    x: BufId,
+    panel: BufId,
+    xbase: &Expr,
+    l0: &Expr,
+    dbase: &Expr,
+    tl: &Expr,
+) {
+    let mr = p.mr as i64;
+    let j = b.begin_for("pj", 0, tl.clone(), mr, LoopKind::Serial);
+    let to = b.let_("pto", dbase.clone() + j.clone() * p.kd as i64);
+    let r = b.begin_for("pr", 0, mr, 1, LoopKind::Serial);
+    let pos = b.let_("ppos", l0.clone() + (j + r.clone()).min(tl.clone() - 1));
+    // The input position under output position `pos`, axis by axis from
+    // the last (input strides are products of the later extents).
+    let mut from = xbase.clone();
+    let mut rest = pos;
+    let mut instride = 1i64;
+    for (i, a) in s.axes.iter().enumerate().rev() {
+        let coord = if i == 0 {
+            rest.clone()
+        } else {
+            rest.clone() % a.output as i64
+        };
+        from = from + coord * (a.stride as i64 * instride);
+        rest = rest / a.output as i64;
+        instride *= a.input as i64;
+    }
+    let from = b.let_("pfrom", from);
+    let k = b.begin_for("pk", 0, p.kd, 1, LoopKind::Serial);
+    let v = Expr::load(x, from + k.clone() * s.in_plane as i64);
+    b.store(panel, to.clone() + k * mr + r, v);
+    b.end_for();
+    b.end_for();
+    b.end_for();
+}
+
 impl Task<'_> {
     fn run(&self, cx: &mut NodeCx) -> Result<(), Unsupported> {
         let p = self.plan;
@@ -1069,7 +1190,7 @@ impl Task<'_> {
         }
         let ap = cx.b.decl("ap", ablk.clone());
         let unmasked = p.grid.is_some() || !p.direct_b;
-        self.k_loop(cx, j, ap, p.mr, &mut |cx, brow| {
+        self.k_loop(cx, j, None, ap, p.mr, &mut |cx, brow| {
             let mut bv = Vec::new();
             for (c, mask) in masks.iter().enumerate() {
                 // A panel (or the padded grid) holds whole tiles: columns
@@ -1126,28 +1247,43 @@ impl Task<'_> {
         Ok(())
     }
 
-    /// The steps of `K` for the block at column `j`: `body` gets the
-    /// address of the step's row of `B` (column `j`); the packed-weights
-    /// cursor `ap` advances by `astep` per step. `B` is walked linearly
-    /// (rows `rs` apart), or on a grid as channel × kernel row × kernel
-    /// column.
+    /// The steps of `K` for the block at column `j` (those of block `kb`
+    /// of `K`, given one): `body` gets the address of the step's row of
+    /// `B` (column `j`); the packed-weights cursor `ap` advances by
+    /// `astep` per step. `B` is walked linearly (rows `rs` apart), or on a
+    /// grid as channel × kernel row × kernel column.
     fn k_loop(
         &self,
         cx: &mut NodeCx,
         j: &Expr,
+        kb: Option<&Expr>,
         ap: saturn_ir::kernel::VarId,
         astep: usize,
         body: &mut dyn FnMut(&mut NodeCx, &Expr),
     ) {
         let p = self.plan;
+        // Where the walk starts and ends, `B`'s rows of units of `unit`
+        // steps `rs` apart from `from`: all `units` of them, or block `kb`.
+        let span =
+            |cx: &mut NodeCx, end: &str, from: Expr, units: usize, unit: usize, rs: i64| match kb {
+                Some(kb) => {
+                    let per = (p.kc / unit) as i64;
+                    let u0 = cx.b.let_("k0", kb.clone() * per);
+                    let u1 = (u0.clone() + per).min(Expr::idx(units as i64));
+                    (
+                        cx.b.let_("kstart", from.clone() + u0 * rs),
+                        cx.b.let_(end, from + u1 * rs),
+                    )
+                }
+                None => (from.clone(), cx.b.let_(end, from + units as i64 * rs)),
+            };
         if let Some((g, _)) = self.grid {
             // Channel × kernel row × kernel column (unrolled): tap
             // `(c, kh, kw)` is the padded plane shifted by the tap.
             let bcol = cx.b.let_("bcol", self.b.off.clone() + j.clone());
-            let cend =
-                cx.b.let_("cend", bcol.clone() + (self.s.cg * g.plane) as i64);
+            let (cstart, cend) = span(cx, "cend", bcol, self.s.cg, g.kh * g.kw, g.plane as i64);
             let ci =
-                cx.b.begin_for("ci", bcol, cend, g.plane as i64, LoopKind::Serial);
+                cx.b.begin_for("ci", cstart, cend, g.plane as i64, LoopKind::Serial);
             let kh = cx.b.begin_for("kh", 0, g.kh, 1, LoopKind::Serial);
             let hrow = cx.b.let_("hrow", ci + kh * (g.dh * g.wp) as i64);
             let unroll = if (2..=8).contains(&g.kw) {
@@ -1172,8 +1308,9 @@ impl Task<'_> {
             j.clone()
         };
         let bcol = cx.b.let_("bcol", self.b.off.clone() + col);
-        let bend = cx.b.let_("bend", bcol.clone() + (p.kd as i64) * self.b.rs);
-        let brow = cx.b.begin_for("q", bcol, bend, self.b.rs, LoopKind::Serial);
+        let (bstart, bend) = span(cx, "bend", bcol, p.kd, 1, self.b.rs);
+        let brow =
+            cx.b.begin_for("q", bstart, bend, self.b.rs, LoopKind::Serial);
         body(cx, &brow);
         cx.b.assign(ap, Expr::Var(ap) + astep as i64);
         cx.b.end_for();
@@ -1203,12 +1340,22 @@ impl Task<'_> {
             };
             let m = cx.b.let_("m", self.m0.clone() + i.clone());
             let wblk = cx.b.let_("wblk", self.a0.clone() + i * p.kd as i64);
+            // Blocks of `K` outermost: a block's weights stay in L1 while
+            // every block of positions passes over them.
+            let kb =
+                (p.kblocks > 1).then(|| cx.b.begin_for("kb", 0, p.kblocks, 1, LoopKind::Serial));
+            let blk = ChannelBlock {
+                m,
+                wblk,
+                channels,
+                kb,
+            };
             match self.grid {
-                Some((g, None)) => self.row_blocks(cx, &g, &m, &wblk, channels)?,
+                Some((g, None)) => self.row_blocks(cx, &g, &blk)?,
                 _ => {
                     let j =
                         cx.b.begin_for("j", 0, self.tl.clone() - (mr - 1), mr, LoopKind::Serial);
-                    self.micro_channels(cx, &m, &wblk, &j, &j, channels, p.mr, None)?;
+                    self.micro_channels(cx, &blk, &j, &j, p.mr, None)?;
                     cx.b.end_for();
                     let jt = cx.b.begin_for(
                         "jt",
@@ -1218,10 +1365,12 @@ impl Task<'_> {
                         LoopKind::Serial,
                     );
                     let valid = cx.b.let_("valid", self.tl.clone() - jt.clone());
-                    let mr = p.mr;
-                    self.micro_channels(cx, &m, &wblk, &jt, &jt, channels, mr, Some(valid))?;
+                    self.micro_channels(cx, &blk, &jt, &jt, p.mr, Some(valid))?;
                     cx.b.end_for();
                 }
+            }
+            if blk.kb.is_some() {
+                cx.b.end_for();
             }
             if open {
                 cx.b.end_for();
@@ -1233,14 +1382,7 @@ impl Task<'_> {
     /// [`Task::run_channels`] over the tile's output rows when blocks stay
     /// within rows: full blocks of `mr` positions, then a partial one at
     /// the end of each row when `mr` does not divide it.
-    fn row_blocks(
-        &self,
-        cx: &mut NodeCx,
-        g: &Grid,
-        m: &Expr,
-        wblk: &Expr,
-        channels: usize,
-    ) -> Result<(), Unsupported> {
+    fn row_blocks(&self, cx: &mut NodeCx, g: &Grid, blk: &ChannelBlock) -> Result<(), Unsupported> {
         let mr = self.plan.mr;
         let row =
             cx.b.begin_for("row", 0, self.tl.clone() / g.ow as i64, 1, LoopKind::Serial);
@@ -1251,7 +1393,7 @@ impl Task<'_> {
             let x = cx.b.begin_for("x", 0, full, mr as i64, LoopKind::Serial);
             let jb = cx.b.let_("jb", grow.clone() + x.clone() * g.sw as i64);
             let jo = cx.b.let_("jo", orow.clone() + x);
-            self.micro_channels(cx, m, wblk, &jb, &jo, channels, mr, None)?;
+            self.micro_channels(cx, blk, &jb, &jo, mr, None)?;
             cx.b.end_for();
         }
         if full < g.ow {
@@ -1259,31 +1401,29 @@ impl Task<'_> {
             // (no sums computed for nothing, nothing read past the row).
             let jb = cx.b.let_("jb", grow + (full * g.sw) as i64);
             let jo = cx.b.let_("jo", orow + full as i64);
-            self.micro_channels(cx, m, wblk, &jb, &jo, channels, g.ow - full, None)?;
+            self.micro_channels(cx, blk, &jb, &jo, g.ow - full, None)?;
         }
         cx.b.end_for();
         Ok(())
     }
 
     /// Positions `jo..jo+mr` of the tile (`jb..` in `B`'s columns; `valid`
-    /// of them in a partial block) × channels `m..m+channels` (their
-    /// packed weights at `wblk`): accumulators of channels, transposed in
-    /// registers, stored a channel (a vector of positions) at a time.
-    #[allow(clippy::too_many_arguments)]
+    /// of them in a partial block) × the channels of `blk`: accumulators of
+    /// channels, transposed in registers, stored a channel (a vector of
+    /// positions) at a time. With blocks of `K`, the sums start from and
+    /// (but in the last block) go back to the sums scratch.
     fn micro_channels(
         &self,
         cx: &mut NodeCx,
-        m: &Expr,
-        wblk: &Expr,
+        blk: &ChannelBlock,
         jb: &Expr,
         jo: &Expr,
-        channels: usize,
         mr: usize,
         valid: Option<Expr>,
     ) -> Result<(), Unsupported> {
         let p = self.plan;
         let (l, nb) = (p.lanes, p.nb);
-        let nv = channels.div_ceil(l as usize);
+        let nv = blk.channels.div_ceil(l as usize);
         let vty = Ty::vector(self.dt, l);
         let mut acc = Vec::new();
         for r in 0..mr {
@@ -1291,7 +1431,26 @@ impl Task<'_> {
                 acc.push(cx.b.decl(&format!("c{r}{c}"), Expr::constant(0.0, vty)));
             }
         }
-        let wp = cx.b.decl("wp", wblk.clone());
+        // Sum `(r, c)` of the block in the sums scratch.
+        let kept = |r: usize, c: usize| {
+            let (buf, base) = self.sums.clone().expect("sums scratch with blocks of K");
+            let at = base + (jo.clone() + r as i64) * nb as i64 + (c * l as usize) as i64;
+            (buf, at)
+        };
+        let wp = match &blk.kb {
+            Some(kb) => {
+                cx.b.begin_if(kb.clone().ge(Expr::idx(1)));
+                for r in 0..mr {
+                    for c in 0..nv {
+                        let (buf, at) = kept(r, c);
+                        cx.b.assign(acc[r * nv + c], Expr::load_vec(buf, at, l, 1, None));
+                    }
+                }
+                cx.b.end_if();
+                cx.b.decl("wp", blk.wblk.clone() + kb.clone() * (p.kc * nb) as i64)
+            }
+            None => cx.b.decl("wp", blk.wblk.clone()),
+        };
         // A partial block reads past its last position (and never stores
         // those sums): a packed panel is zero there, a padded input holds
         // rows for it, and the input itself is only read in whole blocks.
@@ -1300,7 +1459,7 @@ impl Task<'_> {
             Some((g, None)) => g.sw as i64,
             _ => 1,
         };
-        self.k_loop(cx, jb, wp, nb, &mut |cx, brow| {
+        self.k_loop(cx, jb, blk.kb.as_ref(), wp, nb, &mut |cx, brow| {
             let wv: Vec<Expr> = (0..nv)
                 .map(|c| {
                     let v = Expr::load_vec(
@@ -1324,9 +1483,45 @@ impl Task<'_> {
                 }
             }
         });
-        // Transpose in registers: position r's channels, vector c, are
-        // row r of an 8 × `l` block; channel q of it comes out as a vector
-        // of the block's positions.
+        if let Some(kb) = &blk.kb {
+            // Not the last block: the sums wait in scratch.
+            let last = Expr::idx(p.kblocks as i64 - 1);
+            cx.b.begin_if(kb.clone().lt(last.clone()));
+            for r in 0..mr {
+                for c in 0..nv {
+                    let (buf, at) = kept(r, c);
+                    cx.b.store_vec(buf, at, Expr::Var(acc[r * nv + c]), 1, None);
+                }
+            }
+            cx.b.end_if();
+            cx.b.begin_if(kb.clone().ge(last));
+        }
+        self.finish_channels(cx, blk, &acc, jb, jo, mr, valid)?;
+        if blk.kb.is_some() {
+            cx.b.end_if();
+        }
+        Ok(())
+    }
+
+    /// The sums `acc` of [`Task::micro_channels`] transposed in registers
+    /// (position r's channels, vector c, are row r of an 8 × `l` block;
+    /// channel q of it comes out as a vector of the block's positions),
+    /// then with the bias and the epilogue stored to the output.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_channels(
+        &self,
+        cx: &mut NodeCx,
+        blk: &ChannelBlock,
+        acc: &[saturn_ir::kernel::VarId],
+        jb: &Expr,
+        jo: &Expr,
+        mr: usize,
+        valid: Option<Expr>,
+    ) -> Result<(), Unsupported> {
+        let p = self.plan;
+        let l = p.lanes;
+        let (m, channels) = (&blk.m, blk.channels);
+        let nv = channels.div_ceil(l as usize);
         let s = self.s;
         let view = [s.n, s.m, s.out_plane];
         for c in 0..nv {
