@@ -942,6 +942,30 @@ fn masked_loads_read_zeros_past_the_mask() {
     check::<i16>(8);
 }
 
+/// Prefetches are hints: ahead of a loop's loads, far past the end of
+/// the buffer and before its start, they change no result on any CPU.
+#[test]
+fn prefetches_change_nothing() {
+    let mut b = KernelBuilder::new("prefetched");
+    let x = b.input("x", DType::F32, 64);
+    let y = b.output("y", DType::F32, 64);
+    b.for_("i", 0, 64, 8, LoopKind::Serial, |b, i| {
+        b.prefetch(x, i.clone() + 16);
+        b.prefetch(x, i.clone() + (1i64 << 40));
+        b.prefetch(x, i.clone() - 4096);
+        let v = Expr::load_vec(x, i.clone(), 8, 1, None);
+        b.store_vec(y, i, v * Expr::Float(3.0, f32x(8)), 1, None);
+    });
+    let k = b.finish();
+    let xs: Vec<f32> = (0..64).map(|i| i as f32 * 0.5 - 7.0).collect();
+    for r in run(&k, &[to_bytes(&xs), vec![0u8; 256]], &[]) {
+        let got: Vec<f32> = from_bytes(&r.bufs[1]);
+        for (i, g) in got.iter().enumerate() {
+            assert_eq!(*g, xs[i] * 3.0, "{} element {i}", r.cpu);
+        }
+    }
+}
+
 /// Masks with a constant count: plain loads and stores of power-of-two
 /// groups of lanes where the target has no mask registers (7 lanes: 4 +
 /// 2 + 1), one masked access where it does; either way exactly the first

@@ -227,6 +227,7 @@ fn every_op() -> Kernel {
     b.let_("call", Expr::Call("rand".into(), vec![], ty(U32, 4)));
     b.call("fence", vec![]);
     b.call("trace", vec![f.clone(), i.clone(), Expr::idx(7)]);
+    b.prefetch(xf, i.clone().cast(DType::I64) + 4096);
     // Constants of every kernel dtype, at their extremes.
     let ints = [
         (I8, -128),
@@ -781,6 +782,11 @@ fn verifier_rejects_ill_typed_text() {
             "store %y[load %i[0]] = 1.0: f32",
         ),
         (
+            "  prefetch %x[1.0: f32]",
+            "a prefetch index must have the index type i64, not f32",
+            "prefetch %x[1.0: f32]",
+        ),
+        (
             "  for %j = 0 to 1.0: f32 {\n  }",
             "a loop end must have the index type i64, not f32",
             "for %j = 0 to 1.0: f32",
@@ -1145,6 +1151,13 @@ impl Gen {
                 };
                 Stmt::If { cond, then_, else_ }
             }
+            _ if self.r.chance(30) => {
+                let b = self.r.below(self.k.bufs.len());
+                Stmt::Prefetch {
+                    buf: BufId(b as u32),
+                    index: self.expr(Ty::INDEX, 2),
+                }
+            }
             _ => {
                 let args = (0..self.r.below(3))
                     .map(|_| {
@@ -1425,6 +1438,7 @@ fn random_kernels_cover_every_construct() {
         "stmt For Unroll",
         "stmt If",
         "stmt Call",
+        "stmt Prefetch",
         "Call",
         "Var",
         "Dim",

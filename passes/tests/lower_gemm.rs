@@ -262,6 +262,12 @@ fn flat_gemm_over_constant_weights_uses_panels() {
                 Some(AttrValue::Str(want.into())),
                 "{m}x{n}x{k} transB {tb}"
             );
+            // Several rows of A prefetch the panels ahead.
+            assert_eq!(
+                schedule(&l, "prefetch"),
+                (m > 1).then_some(AttrValue::Int(4096)),
+                "{m}x{n}x{k} transB {tb}"
+            );
         }
     }
 }

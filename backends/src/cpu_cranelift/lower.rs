@@ -325,6 +325,8 @@ impl<'a> FnLower<'a> {
                 Ok(())
             }
             Stmt::Call { name, args } => self.call(name, args, None).map(|_| ()),
+            // Cranelift has no prefetch instruction; the hint is dropped.
+            Stmt::Prefetch { .. } => Ok(()),
         }
     }
 

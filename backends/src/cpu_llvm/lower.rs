@@ -363,6 +363,7 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 Ok(())
             }
             Stmt::Call { name, args } => self.call(name, args, None).map(|_| ()),
+            Stmt::Prefetch { buf, index } => self.prefetch(*buf, index),
         }
     }
 

@@ -348,6 +348,28 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
         Ok(())
     }
 
+    /// `llvm.prefetch` (a read, kept in all cache levels) of element
+    /// `index` of `buf`. The address is computed without `inbounds`: a
+    /// prefetch past the buffer is allowed and does nothing.
+    pub(super) fn prefetch(&mut self, buf: BufId, index: &Expr) -> R<()> {
+        let (d, base) = self.buffer(buf)?;
+        let et = self.mem_type(d)?;
+        let idx = self.index_expr(index)?;
+        // SAFETY (of the IR): a plain GEP is defined for any index.
+        let addr = unsafe { self.b.build_gep(et, base, &[idx], "")? };
+        let ptr_t: BasicTypeEnum = self.c.ptr_type(Default::default()).into();
+        let f = self.intrinsic("llvm.prefetch", &[ptr_t])?;
+        let i32t = self.c.i32_type();
+        let args: Vec<inkwell::values::BasicMetadataValueEnum> = vec![
+            addr.into(),
+            i32t.const_zero().into(),
+            i32t.const_int(3, false).into(),
+            i32t.const_int(1, false).into(),
+        ];
+        self.b.build_direct_call(f, &args, "")?;
+        Ok(())
+    }
+
     /// Calls a masked memory intrinsic whose argument `ptr_arg` is the
     /// address (or addresses), aligned to `align` bytes; returns its value
     /// (a store's is unused).

@@ -138,6 +138,11 @@ impl KernelBuilder {
         });
     }
 
+    /// `prefetch buf[index]`: element `index` of `buf` will be read soon.
+    pub fn prefetch(&mut self, buf: BufId, index: Expr) {
+        self.push(Stmt::Prefetch { buf, index });
+    }
+
     pub fn call(&mut self, name: &str, args: Vec<Expr>) {
         self.push(Stmt::Call {
             name: name.to_string(),

@@ -248,6 +248,8 @@ impl Eval<'_, '_> {
             Stmt::Call { name, .. } => {
                 return self.fail(format!("the evaluator does not know intrinsic `{name}`"));
             }
+            // A hint only: nothing to compute.
+            Stmt::Prefetch { .. } => {}
         }
         Ok(())
     }

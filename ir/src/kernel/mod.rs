@@ -4,10 +4,10 @@
 //! buffers (each a flat array of one dtype) and runtime extents
 //! ([`Expr::Dim`]), whose body is a tree of statements: loops (serial,
 //! parallel, unrolled), immutable `let` bindings, mutable locals for
-//! reductions, stores, conditionals and intrinsic calls. Expressions are
-//! typed trees over scalars and vectors ([`Ty`]: a dtype and a lane count);
-//! vector loads and stores have a stride and an optional mask (the number
-//! of active lanes, for remainders).
+//! reductions, stores, conditionals, intrinsic calls and prefetch hints.
+//! Expressions are typed trees over scalars and vectors ([`Ty`]: a dtype
+//! and a lane count); vector loads and stores have a stride and an
+//! optional mask (the number of active lanes, for remainders).
 //!
 //! Every buffer index is in elements, of type `i64` (the index type).
 //! Booleans are one byte in memory (0 or 1), as in ONNX tensors.
@@ -171,6 +171,10 @@ pub enum Stmt {
     },
     /// A named intrinsic called for its effect.
     Call { name: String, args: Vec<Expr> },
+    /// `prefetch buf[index]`: a hint that element `index` of `buf` will be
+    /// read soon. No effect on the results; the index may lie outside the
+    /// buffer (nothing is read then).
+    Prefetch { buf: BufId, index: Expr },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -456,6 +460,10 @@ impl Kernel {
                         block(else_, f);
                     }
                     Stmt::Call { args, .. } => args.iter_mut().for_each(|a| expr(a, f)),
+                    Stmt::Prefetch { buf, index } => {
+                        f(buf);
+                        expr(index, f);
+                    }
                 }
             }
         }
@@ -534,6 +542,7 @@ pub fn visit_exprs<'a>(stmts: &'a [Stmt], f: &mut impl FnMut(&'a Expr)) {
                 visit_exprs(else_, f);
             }
             Stmt::Call { args, .. } => args.iter().for_each(|a| expr(a, f)),
+            Stmt::Prefetch { index, .. } => expr(index, f),
         }
     }
 }

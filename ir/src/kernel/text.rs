@@ -32,7 +32,7 @@
 //!   parenthesised); stores are `store %buf[index] x4 stride 3 mask m = e`.
 //! - Statements: `let %a: f32 = e`, `var %acc: f32 = e`, `%acc = e`,
 //!   `for %i = 0 to %n step 4 { … }` (also `parallel for`, `unroll 4 for`),
-//!   `if c { … } else { … }`, `call @name(args)`.
+//!   `if c { … } else { … }`, `call @name(args)`, `prefetch %buf[index]`.
 //!
 //! Names need not be unique in a [`Kernel`]; the printer makes them unique
 //! (`%n`, `%n.1`, …) over buffers, extents and variables together, so the
@@ -275,7 +275,10 @@ impl Names {
                         defs(then_, f);
                         defs(else_, f);
                     }
-                    Stmt::Assign { .. } | Stmt::Store { .. } | Stmt::Call { .. } => {}
+                    Stmt::Assign { .. }
+                    | Stmt::Store { .. }
+                    | Stmt::Call { .. }
+                    | Stmt::Prefetch { .. } => {}
                 }
             }
         }
@@ -485,6 +488,9 @@ impl<'a> Printer<'a> {
                 let args: Vec<&Expr> = args.iter().collect();
                 format!("call {}({})", name_token('@', name), self.args(&args))
             }
+            Stmt::Prefetch { buf, index } => {
+                format!("prefetch {}[{}]", self.buf(*buf), self.expr(index))
+            }
         }
     }
 
@@ -591,7 +597,7 @@ pub fn parse_kernels(src: &str) -> Result<Vec<Kernel>, KernelParseError> {
 }
 
 /// The statements that can follow in a block, for messages.
-const STMT_EXPECTED: &str = "a statement (`let`, `var`, `store`, `for`, `parallel for`, `unroll N for`, `if`, `call`, `%var = …`) or `}`";
+const STMT_EXPECTED: &str = "a statement (`let`, `var`, `store`, `for`, `parallel for`, `unroll N for`, `if`, `call`, `prefetch`, `%var = …`) or `}`";
 
 /// The suffixes of a load or store, with the token of the lane count.
 struct Access {
@@ -975,6 +981,14 @@ impl KParser {
                 self.p.next();
                 let (name, args) = self.call_args()?;
                 Ok(Stmt::Call { name, args })
+            }
+            "prefetch" => {
+                self.p.next();
+                let buf = self.buf_name()?;
+                self.p.expect('[')?;
+                let index = self.expr()?;
+                self.p.expect(']')?;
+                Ok(Stmt::Prefetch { buf, index })
             }
             _ => self.p.expected(STMT_EXPECTED),
         }

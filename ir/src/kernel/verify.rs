@@ -374,6 +374,10 @@ impl<'a> Checker<'a> {
                 self.block(then_)?;
                 self.block(else_)
             }
+            Stmt::Prefetch { buf, index } => {
+                self.buf(*buf, None)?;
+                self.index(index, "a prefetch index")
+            }
             Stmt::Call { name, args } => {
                 if name.is_empty() {
                     return self.err(None, "the callee has no name".into());
