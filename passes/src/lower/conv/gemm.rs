@@ -15,13 +15,19 @@
 //! the `[N, M, L]` view of the output. 1×1 convolutions with stride 1 and
 //! no padding read `B` from the input as it is (with the channels in the
 //! lanes, they pack it in blocks of positions, `[K][MR]` each, which stay
-//! in L1 while every block of channels passes over them); stride-1
+//! in L1 while every block of channels passes over them; strided unpadded
+//! 1×1 convolutions pack the same blocks position by position); stride-1
 //! convolutions whose padded rows are little wider than the output's read
 //! a zero-padded copy of the input in place (a grid of output rows as wide
 //! as padded rows); and convolutions with the channels in the lanes (small
 //! planes, or strided) read the padded copy (the input itself when there
 //! is no padding) in place in blocks of positions within output rows, the
-//! strided positions broadcast one by one. The weights are first repacked
+//! strided positions broadcast one by one. With the channels in the
+//! lanes, a block of channels whose packed weights (`K × NB`) would not fit
+//! half of L1 walks `K` in blocks (whole input channels on a grid): per
+//! block of `K` every block of positions passes over the block's weights,
+//! its sums waiting in a worker-private scratch until the last block,
+//! which stores them. The weights are first repacked
 //! (in scratch) as `[row block, K, MR]`, so a step of `K` reads the `MR`
 //! values it broadcasts from one place.
 //!
@@ -239,9 +245,12 @@ impl Plan {
         // the lanes its blocks of positions are packed like a pointwise
         // one's, position by position.
         let subsampled = !pointwise
-            && s.axes
-                .iter()
-                .all(|a| a.kernel == 1 && a.pad_begin == 0 && (a.output - 1) * a.stride < a.input);
+            && s.axes.iter().all(|a| {
+                a.kernel == 1
+                    && a.pad_begin == 0
+                    && a.output > 0
+                    && (a.output - 1) * a.stride < a.input
+            });
         // Stride-1 2-D convolutions whose padded rows are not much wider
         // than their output rows run on a grid (no unfolding); with the
         // channels in the lanes, any 2-D convolution may read its padded
