@@ -170,24 +170,26 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 let addr = self.element(et, base, idx)?;
                 self.load_scalar(mt, addr, align)?
             }
-            Some(n) if (stride == 1 || lanes == 1) && self.plain_pieces(n, lanes).is_some() => {
-                let pieces = self.plain_pieces(n, lanes).unwrap_or_default();
-                let mut v = mt.into_vector_type().const_zero();
-                for (at, width) in pieces {
-                    let from = self.b.build_int_add(idx, self.index(at as i64), "")?;
-                    let addr = self.element(et, base, from)?;
-                    let piece = self.load_scalar(with_lanes(et, width), addr, align)?;
-                    v = self.put_lanes(v, piece, at)?;
+            Some(n) if stride == 1 || lanes == 1 => match self.plain_pieces(n, lanes) {
+                Some(pieces) => {
+                    let mut v = mt.into_vector_type().const_zero();
+                    for (at, width) in pieces {
+                        let from = self.b.build_int_add(idx, self.index(at as i64), "")?;
+                        let addr = self.element(et, base, from)?;
+                        let piece = self.load_scalar(with_lanes(et, width), addr, align)?;
+                        v = self.put_lanes(v, piece, at)?;
+                    }
+                    self.scalar_if_one(v.into(), lanes)?
                 }
-                self.scalar_if_one(v.into(), lanes)?
-            }
-            Some(n) if stride == 1 || lanes == 1 => {
-                let addr = self.element(et, base, idx)?;
-                let f = self.intrinsic("llvm.masked.load", &[mt, ptr_t])?;
-                let m = self.lane_mask(n, lanes)?;
-                let v = self.masked_load(f, &[addr.into(), m.into(), mt.const_zero()], align)?;
-                self.scalar_if_one(v, lanes)?
-            }
+                None => {
+                    let addr = self.element(et, base, idx)?;
+                    let f = self.intrinsic("llvm.masked.load", &[mt, ptr_t])?;
+                    let m = self.lane_mask(n, lanes)?;
+                    let args = [addr.into(), m.into(), mt.const_zero()];
+                    let v = self.masked_load(f, &args, align)?;
+                    self.scalar_if_one(v, lanes)?
+                }
+            },
             _ if (2..=MAX_SPAN_STRIDE).contains(&stride)
                 && (lanes as i64 * stride) <= MAX_SPAN_LANES =>
             {
@@ -315,21 +317,24 @@ impl<'a, 'ctx> FnLower<'a, 'ctx> {
                 let addr = self.element(et, base, idx)?;
                 self.store_scalar(addr, raw, align)?;
             }
-            Some(n) if (lanes == 1 || stride == 1) && self.plain_pieces(n, lanes).is_some() => {
-                let raw = self.vector_if_one(raw)?.into_vector_value();
-                for (at, width) in self.plain_pieces(n, lanes).unwrap_or_default() {
-                    let to = self.b.build_int_add(idx, self.index(at as i64), "")?;
-                    let addr = self.element(et, base, to)?;
-                    let piece = self.lanes_of(raw, at, width)?;
-                    self.store_scalar(addr, piece, align)?;
-                }
-            }
             Some(n) if lanes == 1 || stride == 1 => {
-                let addr = self.element(et, base, idx)?;
                 let raw = self.vector_if_one(raw)?;
-                let f = self.intrinsic("llvm.masked.store", &[raw.get_type(), ptr_t])?;
-                let m = self.lane_mask(n, lanes)?;
-                self.masked_call(f, &[raw, addr.into(), m.into()], 1, align)?;
+                match self.plain_pieces(n, lanes) {
+                    Some(pieces) => {
+                        for (at, width) in pieces {
+                            let to = self.b.build_int_add(idx, self.index(at as i64), "")?;
+                            let addr = self.element(et, base, to)?;
+                            let piece = self.lanes_of(raw.into_vector_value(), at, width)?;
+                            self.store_scalar(addr, piece, align)?;
+                        }
+                    }
+                    None => {
+                        let addr = self.element(et, base, idx)?;
+                        let f = self.intrinsic("llvm.masked.store", &[raw.get_type(), ptr_t])?;
+                        let m = self.lane_mask(n, lanes)?;
+                        self.masked_call(f, &[raw, addr.into(), m.into()], 1, align)?;
+                    }
+                }
             }
             _ => {
                 // Lanes in order: with a stride of 0 the last active one wins.
