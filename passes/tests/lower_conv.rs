@@ -1501,14 +1501,15 @@ fn long_k_runs_in_blocks_that_fit_l1() {
 
 /// Positions in the lanes over an unfolded panel take blocks of 5 rows on
 /// AVX2 (the 6 × 2 block's 15 of 16 registers spilled next to the
-/// unfolding's masked row tails); a 1×1 read in place keeps AVX2's 6. All
-/// agree with the interpreter.
+/// unfolding's masked row tails); 1×1 convolutions, read in place or
+/// strided, keep AVX2's 6. All agree with the interpreter.
 #[test]
 fn unfolded_blocks_leave_registers_spare() {
     let mut rng = Rng(61);
     for (xs, ws, strides, avx2_rows) in [
         (vec![1, 3, 45, 45], vec![64, 3, 3, 3], vec![2, 2], 5),
         (vec![1, 32, 16, 16], vec![48, 32, 1, 1], vec![], 6),
+        (vec![1, 64, 24, 24], vec![32, 64, 1, 1], vec![2, 2], 6),
     ] {
         let op = conv_op(1, &strides, &[], &[]);
         let (g, inputs) = conv_residual_relu(&mut rng, op, &xs, &ws, true);

@@ -358,12 +358,13 @@ impl Plan {
                 (Along::Channels, mr, c.ow)
             }
             _ if channels(l, plane_mr, 0.05) => (Along::Channels, plane_mr, plane_mr),
-            // An unfolded panel on 16 registers: blocks of 5 rows. The 6 × 2
-            // block takes 15 of them, and next to the unfolding's masked
-            // row tails LLVM's allocator spilled and shuffled its sums
-            // (squeezenet's 3×3 /2 stem, rows of 111: 2.1 → 1.0 ms; 1×1
-            // and grids read in place keep 6 rows).
-            _ if grid.is_none() && !pointwise && rb.registers < 32 => {
+            // A panel unfolded from a window on 16 registers: blocks of 5
+            // rows. The 6 × 2 block takes 15 of them, and next to the
+            // unfolding's masked row tails LLVM's allocator spilled and
+            // shuffled its sums (squeezenet's 3×3 /2 stem, rows of 111:
+            // 2.1 → 1.0 ms). 1×1 convolutions (resnet's strided 1×1 was
+            // 10% slower with 5) and grids read in place keep 6 rows.
+            _ if grid.is_none() && !pointwise && !subsampled && rb.registers < 32 => {
                 (Along::Positions, rb.mr.min(5), nb)
             }
             _ => (Along::Positions, rb.mr, nb),
