@@ -1550,3 +1550,13 @@ fn shuffles_print_parse_and_verify() {
         "expected `[`",
     );
 }
+
+/// A buffer only prefetched is still used: dropping it would leave the
+/// prefetch naming a buffer the kernel no longer has.
+#[test]
+fn prefetched_buffers_are_used() {
+    let k = check(
+        "kernel @k(in %a: f32[8], in %b: f32[8], in %c: f32[8], out %y: f32[8]) {\n  prefetch %b[4]\n  store %y[0] = load %a[0]\n}\n",
+    );
+    assert_eq!(k.used_bufs(), vec![true, true, false, true]);
+}

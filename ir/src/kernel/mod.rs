@@ -346,7 +346,7 @@ impl Kernel {
 }
 
 impl Kernel {
-    /// Which buffers the body reads or writes.
+    /// Which buffers the body reads, writes or prefetches.
     pub fn used_bufs(&self) -> Vec<bool> {
         let mut used = vec![false; self.bufs.len()];
         let mut mark = |b: BufId| {
@@ -354,20 +354,21 @@ impl Kernel {
                 *u = true;
             }
         };
-        fn stores(stmts: &[Stmt], mark: &mut impl FnMut(BufId)) {
+        // The buffers statements name (loads are expressions, below).
+        fn named(stmts: &[Stmt], mark: &mut impl FnMut(BufId)) {
             for s in stmts {
                 match s {
-                    Stmt::Store { buf, .. } => mark(*buf),
-                    Stmt::For { body, .. } => stores(body, mark),
+                    Stmt::Store { buf, .. } | Stmt::Prefetch { buf, .. } => mark(*buf),
+                    Stmt::For { body, .. } => named(body, mark),
                     Stmt::If { then_, else_, .. } => {
-                        stores(then_, mark);
-                        stores(else_, mark);
+                        named(then_, mark);
+                        named(else_, mark);
                     }
                     _ => {}
                 }
             }
         }
-        stores(&self.body, &mut mark);
+        named(&self.body, &mut mark);
         visit_exprs(&self.body, &mut |e| {
             if let Expr::Load { buf, .. } = e {
                 mark(*buf);
